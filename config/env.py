@@ -1,0 +1,146 @@
+"""Typed readers for the environment variables that configure Poolwarden.
+
+Every reader raises `ConfigError` with a one-line message that names the variable,
+so a bad value stops start-up with a clear error instead of a traceback
+(`manage.py`, `config.wsgi` and `config.celery` print it and exit with status 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql"}
+CACHE_SCHEMES = {"locmem", "redis", "rediss", "dummy"}
+BROKER_SCHEMES = {"filesystem", "memory", "redis", "rediss", "amqp", "amqps", "pyamqp"}
+EMAIL_SCHEMES = {"smtp", "smtps", "smtp+tls", "smtp+ssl", "consolemail", "filemail", "memorymail"}
+
+
+class ConfigError(ImproperlyConfigured):
+    """A configuration variable is missing or has a value Poolwarden cannot use."""
+
+
+def get_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def get_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() in TRUE:
+        return True
+    if value.strip().lower() in FALSE:
+        return False
+    raise ConfigError(f"{name}: expected a boolean (1/0, true/false, yes/no), got {value!r}")
+
+
+def get_int(name: str, default: int) -> int:
+    value = get_str(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def get_list(name: str, default: list[str] | None = None) -> list[str]:
+    value = get_str(name)
+    if value is None:
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def checked_url(name: str, value: str, schemes: set[str]) -> str:
+    """Return `value` if it is a URL with one of `schemes` and a valid port, else raise."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{name}: cannot parse {redact(value)!r}: {exc}") from None
+    if not parts.scheme or "://" not in value:
+        raise ConfigError(f"{name}: not a URL: {redact(value)!r}")
+    if parts.scheme not in schemes:
+        known = ", ".join(f"{s}://" for s in sorted(schemes))
+        raise ConfigError(f"{name}: unsupported scheme {parts.scheme!r} (use one of {known})")
+    return value
+
+
+def redact(url: str) -> str:
+    """Hide the password of a URL so that error messages never print secrets."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable>"
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def database(name: str, default_path: Path) -> dict:
+    """DATABASE_URL as a Django DATABASES entry; SQLite at `default_path` when unset."""
+    url = get_str(name)
+    if url is None:
+        return sqlite_config(default_path)
+    checked_url(name, url, DATABASE_SCHEMES)
+    config = environ.Env.db_url_config(url)
+    if config["ENGINE"].endswith("sqlite3"):
+        if not config["NAME"]:
+            raise ConfigError(f"{name}: a sqlite URL needs a file path (sqlite:////abs/path.db)")
+        return sqlite_config(Path(config["NAME"]))
+    if not config["NAME"]:
+        raise ConfigError(f"{name}: the URL names no database (postgres://user@host:5432/NAME)")
+    config["CONN_MAX_AGE"] = get_int("DATABASE_CONN_MAX_AGE", 60)
+    config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def sqlite_config(path: Path) -> dict:
+    # WAL and IMMEDIATE transactions let the web server, the worker and beat share one file
+    # without "database is locked" errors under normal load.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def cache(name: str) -> dict:
+    """CACHE_URL as a Django CACHES entry; local memory when unset."""
+    url = get_str(name, "locmem://")
+    parts = urlsplit(checked_url(name, url, CACHE_SCHEMES))
+    if parts.scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pw"}
+    if parts.scheme == "dummy":
+        return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+
+
+def broker(name: str) -> str | None:
+    """CELERY_BROKER_URL, validated; None when unset (the caller picks the embedded broker)."""
+    url = get_str(name)
+    return None if url is None else checked_url(name, url, BROKER_SCHEMES)
+
+
+def email(name: str) -> dict:
+    """EMAIL_URL as Django EMAIL_* settings; {} when unset (Django's EMAIL_* defaults apply)."""
+    url = get_str(name)
+    if url is None:
+        return {}
+    checked_url(name, url, EMAIL_SCHEMES)
+    config = environ.Env.email_url_config(url)
+    return {key: value for key, value in config.items() if value not in (None, "")}

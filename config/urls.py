@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.http import HttpResponse
+from django.urls import path
+from django.views.generic import RedirectView
+
+
+def healthz(request):
+    """Liveness for load balancers and process supervisors: no data, so no login."""
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+admin.site.site_header = "Poolwarden"
+admin.site.site_title = "Poolwarden"
+admin.site.index_title = "Outbound IP reputation"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

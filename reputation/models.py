@@ -1,0 +1,1 @@
+# Blocklists, listings, DSN statistics, spikes and alerts arrive with their issues.

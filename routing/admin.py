@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.forms.models import BaseInlineFormSet
+from django.utils import timezone
+
+from routing import pools
+from routing.models import IPRange, Pool, PoolAddress
+
+
+class RangeFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [
+            form.cleaned_data["cidr"]
+            for form in self.forms
+            if form.cleaned_data.get("cidr") and not form.cleaned_data.get("DELETE")
+        ]
+        name = self.instance.name or "this pool"
+        others = IPRange.objects.exclude(pool=self.instance.pk).select_related("pool")
+        specs = [pools.RangeSpec(name, cidr) for cidr in kept]
+        specs += [pools.RangeSpec(r.pool.name, r.cidr) for r in others]
+        problems = pools.overlaps(specs)
+        if problems:
+            raise ValidationError(problems)
+
+
+class IPRangeInline(admin.TabularInline):
+    model = IPRange
+    formset = RangeFormSet
+    extra = 1
+    fields = ["cidr", "address_count", "created"]
+    readonly_fields = ["address_count", "created"]
+
+    @admin.display(description="addresses")
+    def address_count(self, obj: IPRange) -> int:
+        return obj.addresses.count() if obj.pk else 0
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "range_list", "address_total", "in_rotation"]
+    list_filter = ["kind"]
+    search_fields = ["name", "description", "ranges__cidr"]
+    fields = ["name", "kind", "description", "take_listed_out"]
+    inlines = [IPRangeInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("ranges")
+            .annotate(
+                address_total=Count("addresses", distinct=True),
+                in_rotation=Count("addresses", filter=Q(addresses__active=True), distinct=True),
+            )
+        )
+
+    @admin.display(description="ranges")
+    def range_list(self, obj: Pool) -> str:
+        return ", ".join(r.cidr for r in obj.ranges.all()) or "-"
+
+    @admin.display(description="addresses", ordering="address_total")
+    def address_total(self, obj: Pool) -> int:
+        return obj.address_total
+
+    @admin.display(description="in rotation", ordering="in_rotation")
+    def in_rotation(self, obj: Pool) -> int:
+        return obj.in_rotation
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        created, deleted = form.instance.sync_addresses()
+        if created or deleted:
+            self.message_user(
+                request, f"{created} address(es) added, {deleted} removed.", messages.INFO
+            )
+
+
+@admin.register(PoolAddress)
+class PoolAddressAdmin(admin.ModelAdmin):
+    list_display = ["address", "pool", "ip_range", "active", "reason", "state_changed"]
+    list_filter = ["pool", "active"]
+    search_fields = ["address", "reason"]
+    list_select_related = ["pool", "ip_range"]
+    readonly_fields = ["ip_range", "state_changed"]
+    actions = ["take_out_of_rotation", "put_back_into_rotation"]
+    list_per_page = 200
+
+    def get_fields(self, request, obj=None):
+        return ["pool", "address", "ip_range", "active", "reason", "state_changed"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An address's identity is fixed once it exists; only its rotation state changes.
+        return [*self.readonly_fields, "pool", "address"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change and {"active", "reason"} & set(form.changed_data):
+            obj.state_changed = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Take selected addresses out of rotation", permissions=["change"])
+    def take_out_of_rotation(self, request, queryset) -> None:
+        count = queryset.filter(active=True).update(
+            active=False, reason=f"taken out by {request.user}", state_changed=timezone.now()
+        )
+        self.message_user(request, f"{count} address(es) taken out of rotation.")
+
+    @admin.action(description="Put selected addresses back into rotation", permissions=["change"])
+    def put_back_into_rotation(self, request, queryset) -> None:
+        count = queryset.filter(active=False).update(
+            active=True, reason="", state_changed=timezone.now()
+        )
+        self.message_user(request, f"{count} address(es) put back into rotation.")

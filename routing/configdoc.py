@@ -1,0 +1,375 @@
+"""The configuration document: everything an admin configures, as one TOML file.
+
+`config_export` writes it, `config_import` reads it. Each part of the document is a
+*section* (pools here; routing policy, blocklists and channels register their own): it
+exports its objects as plain TOML data, and on import first *plans* (validates the whole
+document and lists the changes, touching nothing), then *applies* the plan in one
+transaction. Import of an exported document plans no change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+from django.db import transaction
+from django.utils import timezone
+
+from routing import pools
+from routing.models import IPRange, Pool, PoolAddress
+
+SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+
+
+class DocumentError(ValueError):
+    """The document cannot be imported; `problems` lists every reason, each for a person."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Plan:
+    changes: list[str] = field(default_factory=list)  # "+ pool x", "~ ...", "- ..."
+    actions: list[Any] = field(default_factory=list)  # callables run by apply()
+
+
+class Section:
+    key: str
+
+    def export(self) -> Any:
+        raise NotImplementedError
+
+    def plan(self, value: Any, *, prune: bool) -> Plan:
+        raise NotImplementedError
+
+
+SECTIONS: list[Section] = []
+
+
+def register(section: Section) -> Section:
+    SECTIONS.append(section)
+    return section
+
+
+def export_document() -> str:
+    data = {}
+    for section in SECTIONS:
+        data[section.key] = section.export()
+    return tomli_w.dumps(data)
+
+
+def parse_document(text: str) -> dict:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DocumentError([f"not valid TOML: {exc}"]) from None
+    known = {section.key for section in SECTIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DocumentError([f"unknown key {key!r} (known: {sorted(known)})" for key in unknown])
+    return data
+
+
+def plan_document(text: str, *, prune: bool = False) -> Plan:
+    """Validate the whole document and list its changes; raises DocumentError."""
+    data = parse_document(text)
+    plan, problems = Plan(), []
+    for section in SECTIONS:
+        if section.key not in data:
+            continue
+        try:
+            part = section.plan(data[section.key], prune=prune)
+        except DocumentError as exc:
+            problems += exc.problems
+            continue
+        plan.changes += part.changes
+        plan.actions += part.actions
+    if problems:
+        raise DocumentError(problems)
+    return plan
+
+
+@transaction.atomic
+def apply_plan(plan: Plan) -> None:
+    for action in plan.actions:
+        action()
+
+
+# --- pools -------------------------------------------------------------------------------
+
+
+@dataclass
+class PoolState:
+    name: str
+    kind: str
+    description: str = ""
+    take_listed_out: bool = True
+    ranges: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)  # explicit, inside larger IPv6 ranges
+    out_of_rotation: dict[str, str] = field(default_factory=dict)
+    in_rotation: list[str] = field(default_factory=list)  # overrides of a default-out address
+
+    def to_toml(self) -> dict:
+        data = {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "take_listed_out": self.take_listed_out,
+            "ranges": self.ranges,
+        }
+        if self.addresses:
+            data["addresses"] = self.addresses
+        if self.out_of_rotation:
+            data["out_of_rotation"] = self.out_of_rotation
+        if self.in_rotation:
+            data["in_rotation"] = self.in_rotation
+        return data
+
+
+def default_states(ranges: list[str]) -> dict[str, pools.AddressSpec]:
+    states = {}
+    for cidr in ranges:
+        for spec in pools.enumerated(ipaddress.ip_network(cidr)):
+            states[spec.address] = spec
+    return states
+
+
+def current_pools() -> dict[str, PoolState]:
+    result = {}
+    for pool in Pool.objects.prefetch_related("ranges", "addresses").order_by("name"):
+        ranges = sorted((r.cidr for r in pool.ranges.all()), key=_range_order)
+        defaults = default_states(ranges)
+        state = PoolState(pool.name, pool.kind, pool.description, pool.take_listed_out, ranges)
+        for address in sorted(pool.addresses.all(), key=lambda a: _range_order(a.address)):
+            default = defaults.get(address.address)
+            if default is None:
+                state.addresses.append(address.address)
+            if not address.active and (default is None or default.reason != address.reason):
+                state.out_of_rotation[address.address] = address.reason
+            if address.active and default is not None and not default.active:
+                state.in_rotation.append(address.address)
+        result[pool.name] = state
+    return result
+
+
+def _range_order(text: str) -> tuple:
+    network = ipaddress.ip_network(text)
+    return (network.version, network.network_address, network.prefixlen)
+
+
+class PoolSection(Section):
+    key = "pools"
+
+    def export(self) -> list[dict]:
+        return [state.to_toml() for state in current_pools().values()]
+
+    def plan(self, value: Any, *, prune: bool) -> Plan:
+        wanted = self.parse(value)
+        current = current_pools()
+        kept = {name: state for name, state in current.items() if name not in wanted}
+        if prune:
+            kept = {}
+        self.validate(wanted, kept)
+        plan = Plan()
+        for name in sorted(set(current) - set(wanted) - set(kept)):
+            plan.changes.append(f"- pool {name}")
+            plan.actions.append(lambda name=name: Pool.objects.filter(name=name).delete())
+        changed = []
+        for name, state in wanted.items():
+            changes = describe_pool_changes(current.get(name), state)
+            if changes:
+                plan.changes += changes
+                changed.append(state)
+        # Ranges leave their old pools before any pool takes them (they may move).
+        plan.actions += [lambda s=state: drop_other_ranges(s) for state in changed]
+        plan.actions += [lambda s=state: store_pool(s) for state in changed]
+        return plan
+
+    def parse(self, value: Any) -> dict[str, PoolState]:
+        if not isinstance(value, list):
+            raise DocumentError(["pools: expected an array of tables ([[pools]])"])
+        wanted, problems = {}, []
+        for index, entry in enumerate(value):
+            where = f"pools[{index}]"
+            try:
+                state = pool_state(entry, where)
+            except DocumentError as exc:
+                problems += exc.problems
+                continue
+            if state.name in wanted:
+                problems.append(f"{where}: pool {state.name!r} appears twice")
+            wanted[state.name] = state
+        if problems:
+            raise DocumentError(problems)
+        return wanted
+
+    def validate(self, wanted: dict[str, PoolState], kept: dict[str, PoolState]) -> None:
+        specs = [
+            pools.RangeSpec(state.name, cidr)
+            for state in [*wanted.values(), *kept.values()]
+            for cidr in state.ranges
+        ]
+        problems = pools.range_errors(specs)
+        for state in wanted.values():
+            problems += address_problems(state)
+        if problems:
+            raise DocumentError(problems)
+
+
+POOL_KEYS = {
+    "name",
+    "kind",
+    "description",
+    "take_listed_out",
+    "ranges",
+    "addresses",
+    "out_of_rotation",
+    "in_rotation",
+}
+
+
+def pool_state(entry: Any, where: str) -> PoolState:
+    """A PoolState from one [[pools]] table; raises DocumentError naming each bad key."""
+    if not isinstance(entry, dict):
+        raise DocumentError([f"{where}: expected a table"])
+    problems = [f"{where}: unknown key {key!r}" for key in sorted(set(entry) - POOL_KEYS)]
+    name = entry.get("name")
+    if not isinstance(name, str) or not SLUG.match(name):
+        problems.append(f"{where}.name: expected a short name of letters, digits, - and _")
+    kind = entry.get("kind")
+    if kind not in Pool.Kind.values:
+        problems.append(f"{where}.kind: expected one of {Pool.Kind.values}, got {kind!r}")
+    checks = [
+        ("description", str, ""),
+        ("take_listed_out", bool, kind != Pool.Kind.HIGH_RISK),
+        ("ranges", list, []),
+        ("addresses", list, []),
+        ("out_of_rotation", dict, {}),
+        ("in_rotation", list, []),
+    ]
+    values = {}
+    for key, kind_of, default in checks:
+        values[key] = entry.get(key, default)
+        if not isinstance(values[key], kind_of):
+            problems.append(f"{where}.{key}: expected {kind_of.__name__}")
+    if problems:
+        raise DocumentError(problems)
+
+    def each(parse, items) -> list[str]:
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(str(parse(str(item))))
+            except pools.RangeError as exc:
+                problems.append(f"pool {name!r}: {exc}")
+        return parsed
+
+    ranges = each(pools.normalized, values["ranges"])
+    addresses = each(pools.parse_address, values["addresses"])
+    out = dict(
+        zip(
+            each(pools.parse_address, values["out_of_rotation"]),
+            map(str, values["out_of_rotation"].values()),
+            strict=False,
+        )
+    )
+    back = each(pools.parse_address, values["in_rotation"])
+    if problems:
+        raise DocumentError(problems)
+    return PoolState(
+        name,
+        kind,
+        values["description"],
+        values["take_listed_out"],
+        sorted(ranges, key=_range_order),
+        sorted(addresses, key=_range_order),
+        dict(sorted(out.items(), key=lambda item: _range_order(item[0]))),
+        sorted(back, key=_range_order),
+    )
+
+
+def address_problems(state: PoolState) -> list[str]:
+    defaults = default_states(state.ranges)
+    problems = []
+    for address in state.addresses:
+        if address in defaults:
+            problems.append(f"pool {state.name!r}: {address} is already part of a range")
+        elif pools.containing_range(address, state.ranges) is None:
+            problems.append(f"pool {state.name!r}: {address} is in none of the pool's ranges")
+    known = set(defaults) | set(state.addresses)
+    for address in [*state.out_of_rotation, *state.in_rotation]:
+        if address not in known:
+            problems.append(f"pool {state.name!r}: {address} is not an address of the pool")
+    for address, reason in state.out_of_rotation.items():
+        if not reason.strip():
+            problems.append(f"pool {state.name!r}: say why {address} is out of rotation")
+    return problems
+
+
+def describe_pool_changes(old: PoolState | None, new: PoolState) -> list[str]:
+    if old is None:
+        return [f"+ pool {new.name} ({new.kind}, ranges {', '.join(new.ranges) or 'none'})"]
+    changes = []
+    for attr in ("kind", "description", "take_listed_out"):
+        if getattr(old, attr) != getattr(new, attr):
+            changes.append(
+                f"~ pool {new.name}: {attr} {getattr(old, attr)!r} -> {getattr(new, attr)!r}"
+            )
+    for attr in ("ranges", "addresses", "in_rotation"):
+        before, after = set(getattr(old, attr)), set(getattr(new, attr))
+        changes += [f"+ pool {new.name}: {attr[:-1]} {x}" for x in sorted(after - before)]
+        changes += [f"- pool {new.name}: {attr[:-1]} {x}" for x in sorted(before - after)]
+    if old.out_of_rotation != new.out_of_rotation:
+        changes.append(f"~ pool {new.name}: out_of_rotation changed")
+    return changes
+
+
+def drop_other_ranges(state: PoolState) -> None:
+    IPRange.objects.filter(pool__name=state.name).exclude(cidr__in=state.ranges).delete()
+
+
+def store_pool(state: PoolState) -> None:
+    """Make the database hold exactly `state` for this pool."""
+    pool, _ = Pool.objects.update_or_create(
+        name=state.name,
+        defaults={
+            "kind": state.kind,
+            "description": state.description,
+            "take_listed_out": state.take_listed_out,
+        },
+    )
+    existing = set(pool.ranges.values_list("cidr", flat=True))
+    IPRange.objects.bulk_create(
+        IPRange(pool=pool, cidr=cidr) for cidr in state.ranges if cidr not in existing
+    )
+    pool.sync_addresses()
+    defaults = default_states(state.ranges)
+    pool.addresses.exclude(address__in=[*defaults, *state.addresses]).delete()
+    ranges = list(pool.ranges.all())
+    have = set(pool.addresses.values_list("address", flat=True))
+    for address in state.addresses:
+        if address not in have:
+            holder = pools.containing_range(address, [r.cidr for r in ranges])
+            PoolAddress.objects.create(
+                pool=pool, ip_range=next(r for r in ranges if r.cidr == holder), address=address
+            )
+    now = timezone.now()
+    for address in pool.addresses.all():
+        default = defaults.get(address.address, pools.AddressSpec(address.address))
+        active, reason = default.active, default.reason
+        if address.address in state.out_of_rotation:
+            active, reason = False, state.out_of_rotation[address.address]
+        elif address.address in state.in_rotation:
+            active, reason = True, ""
+        if (address.active, address.reason) != (active, reason):
+            address.active, address.reason, address.state_changed = active, reason, now
+            address.save(update_fields=["active", "reason", "state_changed"])
+
+
+register(PoolSection())

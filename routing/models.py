@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import ipaddress
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+from routing import pools
+
+
+class Pool(models.Model):
+    """An outbound IP pool: the normal pool carries good mail, the high-risk pool the rest."""
+
+    class Kind(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        HIGH_RISK = "high-risk", "High-risk"
+
+    name = models.SlugField(
+        max_length=64,
+        unique=True,
+        help_text="Short name used in headers, transports and the configuration file.",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NORMAL)
+    description = models.TextField(blank=True)
+    take_listed_out = models.BooleanField(
+        "take listed addresses out of rotation",
+        default=True,
+        help_text="Stop sending from an address while a major blocklist lists it "
+        "(usual for the normal pool; the high-risk pool is expected to be listed).",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @transaction.atomic
+    def sync_addresses(self) -> tuple[int, int]:
+        """Create the addresses this pool's ranges imply and delete those no range holds.
+
+        Returns (created, deleted). Addresses that stay keep their rotation state.
+        """
+        # Query afresh: the admin may hold a prefetched, now stale, list of ranges.
+        ranges = list(IPRange.objects.filter(pool=self))
+        networks = [(ipaddress.ip_network(r.cidr), r) for r in ranges]
+        wanted = {}
+        for network, ip_range in networks:
+            for spec in pools.enumerated(network):
+                wanted[spec.address] = (ip_range, spec)
+        deleted = 0
+        for address in PoolAddress.objects.filter(pool=self).select_related("ip_range"):
+            holder = _holder(address.address, networks)
+            if holder is None:
+                address.delete()
+                deleted += 1
+            elif address.ip_range_id != holder.pk:
+                address.ip_range = holder
+                address.save(update_fields=["ip_range"])
+            wanted.pop(address.address, None)
+        PoolAddress.objects.bulk_create(
+            PoolAddress(
+                pool=self,
+                ip_range=ip_range,
+                address=spec.address,
+                active=spec.active,
+                reason=spec.reason,
+            )
+            for ip_range, spec in wanted.values()
+        )
+        return len(wanted), deleted
+
+
+def _holder(address: str, networks: list[tuple[pools.IPNetwork, IPRange]]) -> IPRange | None:
+    ip = ipaddress.ip_address(address)
+    return next((r for net, r in networks if net.version == ip.version and ip in net), None)
+
+
+class IPRange(models.Model):
+    """A block of source addresses owned by a pool (IPv4 up to a /20, or any IPv6 prefix)."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="ranges")
+    cidr = models.CharField(
+        "range",
+        max_length=49,
+        unique=True,
+        help_text="CIDR, e.g. 192.0.2.0/28 or 2001:db8::25/128. IPv4 ranges are enumerated "
+        "(at most a /20); for larger IPv6 ranges list the addresses in use explicitly.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cidr"]
+        verbose_name = "IP range"
+
+    def __str__(self) -> str:
+        return self.cidr
+
+    def clean(self) -> None:
+        try:
+            self.cidr = pools.normalized(self.cidr)
+        except pools.RangeError as exc:
+            raise ValidationError({"cidr": str(exc)}) from None
+
+
+class PoolAddress(models.Model):
+    """One source address of a pool, with its rotation state."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="addresses")
+    ip_range = models.ForeignKey(
+        IPRange,
+        on_delete=models.CASCADE,
+        related_name="addresses",
+        verbose_name="range",
+        blank=True,  # found from the address by clean()
+    )
+    address = models.GenericIPAddressField(unique=True)
+    active = models.BooleanField(
+        "in rotation", default=True, help_text="Routing chooses only addresses in rotation."
+    )
+    reason = models.CharField(
+        max_length=200, blank=True, help_text="Why the address is out of rotation."
+    )
+    state_changed = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pool", "id"]
+        verbose_name = "pool address"
+        verbose_name_plural = "pool addresses"
+        indexes = [models.Index(fields=["pool", "active"])]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def clean(self) -> None:
+        try:
+            self.address = str(pools.parse_address(self.address))
+        except pools.RangeError as exc:
+            raise ValidationError({"address": str(exc)}) from None
+        if not self.active and not self.reason.strip():
+            raise ValidationError({"reason": "Say why the address is out of rotation."})
+        if self.pool_id is None or self.ip_range_id is not None:
+            return
+        # A new explicit address: it must lie in one of its pool's IPv6 ranges.
+        ranges = [r.cidr for r in self.pool.ranges.all()]
+        holder = pools.containing_range(self.address, ranges)
+        if holder is None:
+            raise ValidationError(
+                {"address": f"{self.address} is in none of pool {self.pool}'s ranges."}
+            )
+        self.ip_range = self.pool.ranges.get(cidr=holder)

@@ -1,0 +1,109 @@
+"""Start-up configuration: bad values stop every entry point with one line naming the
+variable; production mode insists on its secrets and passes `check --deploy`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    base.pop("ALLOWED_HOSTS", None)
+    base["POOLWARDEN_VAR_DIR"] = str(tmp_path / "var")
+    return subprocess.run(
+        args, cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "manage.py", *args], tmp_path, **env)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", "mysql://u@h/db", "unsupported scheme 'mysql'"),
+        ("DATABASE_URL", "postgres://u@h:port/db", "cannot parse"),
+        ("DATABASE_URL", "just-a-path.db", "not a URL"),
+        ("DATABASE_URL", "postgres://u@127.0.0.1:5432", "names no database"),
+        ("CELERY_BROKER_URL", "kafka://127.0.0.1", "unsupported scheme 'kafka'"),
+        ("CACHE_URL", "memcached://127.0.0.1", "unsupported scheme 'memcached'"),
+        ("EMAIL_URL", "smtp://u:pw@h:nope", "cannot parse"),
+        ("DEBUG", "perhaps", "expected a boolean"),
+        ("EMAIL_PORT", "twenty-five", "expected an integer"),
+    ],
+)
+def test_bad_variable_stops_startup_with_one_line(tmp_path, variable, value, expected):
+    result = manage(tmp_path, "check", **{variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"poolwarden: configuration error: {variable}:")
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_error_message_hides_the_database_password(tmp_path):
+    result = manage(tmp_path, "check", DATABASE_URL="mysql://user:hunter2@h/db")
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr
+
+
+def test_celery_worker_with_bad_broker_url_exits_with_one_line(tmp_path):
+    celery = [sys.executable, "-m", "celery", "-A", "config.celery", "worker"]
+    result = run(celery, tmp_path, CELERY_BROKER_URL="kafka://127.0.0.1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "poolwarden: configuration error: CELERY_BROKER_URL: unsupported scheme 'kafka' "
+        "(use one of amqp://, amqps://, filesystem://, memory://, pyamqp://, redis://, rediss://)"
+    ]
+
+
+def test_production_mode_requires_secret_key(tmp_path):
+    result = manage(tmp_path, "check", DEBUG="0", ALLOWED_HOSTS="mx.example.net")
+    assert result.returncode == 2
+    assert "SECRET_KEY: required when DEBUG=0" in result.stderr
+
+
+def test_production_mode_requires_allowed_hosts(tmp_path):
+    result = manage(tmp_path, "check", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50))
+    assert result.returncode == 2
+    assert "ALLOWED_HOSTS: required when DEBUG=0" in result.stderr
+
+
+def test_check_deploy_is_clean_in_production_mode(tmp_path):
+    result = manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="mx.example.net",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_development_secret_key_is_generated_once_and_kept(tmp_path):
+    first = manage(
+        tmp_path, "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"
+    )
+    second = manage(
+        tmp_path, "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"
+    )
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.strip().splitlines()[-1]
+    assert len(key) >= 50
+    assert second.stdout.strip().splitlines()[-1] == key
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
