@@ -7,6 +7,7 @@ so a bad value stops start-up with a clear error instead of a traceback
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,6 +52,40 @@ def get_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def get_float(name: str, default: float) -> float:
+    value = get_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (number > 0 and number != float("inf")):
+        raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+    return number
+
+
+def nameservers(name: str) -> list[str]:
+    """Resolvers as `host`, `host:port` or `[v6]:port`, validated."""
+    entries = get_list(name)
+    for entry in entries:
+        host, port = entry, "53"
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else "53"
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        try:
+            ipaddress.ip_address(host)
+            if not 0 < int(port) < 65536:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {entry!r} is not an IP address with an optional :port"
+            ) from None
+    return entries
 
 
 def get_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -94,6 +95,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.get_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
+if DEBUG:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 
 # Email (alerts): EMAIL_URL, or Django's own EMAIL_* variables.
 EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
@@ -133,7 +145,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Resolvers for sender-domain and blocklist queries ("host" or "host:port"); [] = system.
-POOLWARDEN_NAMESERVERS = env.get_list("POOLWARDEN_NAMESERVERS")
+POOLWARDEN_NAMESERVERS = env.nameservers("POOLWARDEN_NAMESERVERS")
+POOLWARDEN_DNS_TIMEOUT = env.get_float("POOLWARDEN_DNS_TIMEOUT", 3.0)
+POOLWARDEN_DNS_CACHE_SIZE = env.get_int("POOLWARDEN_DNS_CACHE_SIZE", 100_000)
+POOLWARDEN_POLICY_REFRESH = env.get_float("POOLWARDEN_POLICY_REFRESH", 10.0)
+POOLWARDEN_FLUSH_INTERVAL = env.get_float("POOLWARDEN_FLUSH_INTERVAL", 10.0)
+POOLWARDEN_API_MAX_BYTES = env.get_int("POOLWARDEN_API_MAX_BYTES", 10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = POOLWARDEN_API_MAX_BYTES
 
 LOGGING = {
     "version": 1,

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 
-from routing import pools
-from routing.models import IPRange, Pool, PoolAddress
+from routing import pools, tokens
+from routing.models import ApiToken, IPRange, Pool, PoolAddress, RoutingPolicy
 
 
 class RangeFormSet(BaseInlineFormSet):
@@ -116,3 +119,50 @@ class PoolAddressAdmin(admin.ModelAdmin):
             active=True, reason="", state_changed=timezone.now()
         )
         self.message_user(request, f"{count} address(es) put back into rotation.")
+
+
+@admin.register(RoutingPolicy)
+class RoutingPolicyAdmin(admin.ModelAdmin):
+    """One policy row: the changelist goes straight to it."""
+
+    fields = ["spam_threshold", "trusted_score_headers", "on_dns_failure", "fallback", "updated"]
+    readonly_fields = ["updated"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        policy = RoutingPolicy.load()
+        return HttpResponseRedirect(reverse("admin:routing_routingpolicy_change", args=[policy.pk]))
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "revoked"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ["name", "prefix", "created", "last_used", "revoked"]
+    readonly_fields = ["prefix", "created", "last_used"]
+
+    def get_fields(self, request, obj=None):
+        return ["name", "prefix", "created", "last_used", "revoked"] if obj else ["name"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        row, token = tokens.issue(obj.name)
+        obj.pk = row.pk
+        self.message_user(
+            request,
+            f"Token for {row.name}: {token} (copy it now: it is not stored and "
+            "will not be shown again).",
+            messages.WARNING,
+        )

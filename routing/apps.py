@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class RoutingConfig(AppConfig):
@@ -11,3 +11,18 @@ class RoutingConfig(AppConfig):
         from routing import access
 
         post_migrate.connect(access.grant_group_permissions, dispatch_uid="pw-groups")
+        for model in ("RoutingPolicy", "Pool", "IPRange", "PoolAddress"):
+            post_save.connect(
+                _policy_changed, sender=f"routing.{model}", dispatch_uid=f"pw-policy-{model}"
+            )
+            post_delete.connect(
+                _policy_changed, sender=f"routing.{model}", dispatch_uid=f"pw-policy-d-{model}"
+            )
+
+
+def _policy_changed(**kwargs) -> None:
+    # This process routes with the change at once; other processes within
+    # POOLWARDEN_POLICY_REFRESH seconds.
+    from routing import engine
+
+    engine.invalidate_policy()

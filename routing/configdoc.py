@@ -19,8 +19,8 @@ import tomli_w
 from django.db import transaction
 from django.utils import timezone
 
-from routing import pools
-from routing.models import IPRange, Pool, PoolAddress
+from routing import pools, scores
+from routing.models import IPRange, Pool, PoolAddress, RoutingPolicy
 
 SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 
@@ -372,4 +372,73 @@ def store_pool(state: PoolState) -> None:
             address.save(update_fields=["active", "reason", "state_changed"])
 
 
+# --- routing policy ----------------------------------------------------------------------
+
+POLICY_FIELDS = {
+    "spam_threshold": (int, float),
+    "trusted_score_headers": list,
+    "on_dns_failure": str,
+    "fallback": str,
+}
+
+
+class RoutingSection(Section):
+    key = "routing"
+
+    def export(self) -> dict:
+        policy = RoutingPolicy.load()
+        return {name: getattr(policy, name) for name in POLICY_FIELDS}
+
+    def plan(self, value: Any, *, prune: bool) -> Plan:
+        if not isinstance(value, dict):
+            raise DocumentError(["routing: expected a table ([routing])"])
+        problems = self.problems(value)
+        if problems:
+            raise DocumentError(problems)
+        current = self.export()
+        changes = [
+            f"~ routing: {name} {current[name]!r} -> {value[name]!r}"
+            for name in POLICY_FIELDS
+            if name in value and value[name] != current[name]
+        ]
+        plan = Plan(changes=changes)
+        if changes:
+            plan.actions.append(lambda: self.store(value))
+        return plan
+
+    def problems(self, value: dict) -> list[str]:
+        problems = [f"routing: unknown key {k!r}" for k in sorted(set(value) - set(POLICY_FIELDS))]
+        for name, kind in POLICY_FIELDS.items():
+            if name in value and (
+                not isinstance(value[name], kind) or isinstance(value[name], bool)
+            ):
+                problems.append(f"routing.{name}: wrong type {type(value[name]).__name__}")
+        if problems:
+            return problems
+        choices = {
+            "on_dns_failure": RoutingPolicy.OnDNSFailure.values,
+            "fallback": RoutingPolicy.Fallback.values,
+        }
+        for name, allowed in choices.items():
+            if name in value and value[name] not in allowed:
+                problems.append(f"routing.{name}: expected one of {allowed}")
+        if "spam_threshold" in value and not -1000 < value["spam_threshold"] < 1000:
+            problems.append("routing.spam_threshold: expected a number between -1000 and 1000")
+        problems += [
+            f"routing.trusted_score_headers: {p}"
+            for p in scores.header_list_problems(value.get("trusted_score_headers", []))
+        ]
+        return problems
+
+    def store(self, value: dict) -> None:
+        policy = RoutingPolicy.load()
+        for name in POLICY_FIELDS:
+            if name in value:
+                setattr(policy, name, value[name])
+        if "spam_threshold" in value:
+            policy.spam_threshold = float(value["spam_threshold"])
+        policy.save()
+
+
+register(RoutingSection())
 register(PoolSection())

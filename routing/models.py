@@ -152,3 +152,138 @@ class PoolAddress(models.Model):
                 {"address": f"{self.address} is in none of pool {self.pool}'s ranges."}
             )
         self.ip_range = self.pool.ranges.get(cidr=holder)
+
+
+class RoutingPolicy(models.Model):
+    """The routing rules' settings: one row (pk=1), edited in admin or by config_import."""
+
+    class OnDNSFailure(models.TextChoices):
+        IGNORE = "ignore", "Route by the other rules (record dns-unknown)"
+        HIGH_RISK = "high-risk", "Use the high-risk pool"
+
+    class Fallback(models.TextChoices):
+        HIGH_RISK = "high-risk", "Use the high-risk pool's addresses"
+        NONE = "none", "No source address (the MTA defers the message)"
+
+    spam_threshold = models.FloatField(
+        default=5.0,
+        help_text="Mail scoring above this goes through the high-risk pool "
+        "(5.0 is SpamAssassin's required_score).",
+    )
+    trusted_score_headers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Spam-score headers that your own filter adds, in order of preference, e.g. "
+        '["X-Spam-Status", "X-Rspamd-Score"]. Only the topmost copy of each counts; strip '
+        "copies sent by clients before your filter runs.",
+    )
+    on_dns_failure = models.CharField(
+        "when a sender-domain lookup fails",
+        max_length=16,
+        choices=OnDNSFailure.choices,
+        default=OnDNSFailure.IGNORE,
+    )
+    fallback = models.CharField(
+        "when a pool has no address in rotation",
+        max_length=16,
+        choices=Fallback.choices,
+        default=Fallback.HIGH_RISK,
+    )
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "routing policy"
+        verbose_name_plural = "routing policy"
+
+    def __str__(self) -> str:
+        return f"threshold {self.spam_threshold:g}"
+
+    @classmethod
+    def load(cls) -> RoutingPolicy:
+        policy, _ = cls.objects.get_or_create(
+            pk=1, defaults={"trusted_score_headers": list(DEFAULT_SCORE_HEADERS)}
+        )
+        return policy
+
+    def clean(self) -> None:
+        from routing import scores
+
+        problems = scores.header_list_problems(self.trusted_score_headers)
+        if problems:
+            raise ValidationError({"trusted_score_headers": problems})
+
+
+DEFAULT_SCORE_HEADERS = ("X-Spam-Score", "X-Spam-Status")
+
+
+class ApiToken(models.Model):
+    """A bearer token for the HTTP API. Only its SHA-256 is stored; the token is shown once."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="Who or what uses it.")
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class RoutingCount(models.Model):
+    """Decisions per minute, pool, reasons and emitting source (flushed in batches)."""
+
+    minute = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    reasons = models.CharField(max_length=120, help_text='e.g. "dsn+spam-score", or "none"')
+    source = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "pool", "reasons", "source"], name="routingcount_key"
+            )
+        ]
+        indexes = [models.Index(fields=["minute", "pool"])]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.reasons}: {self.count}"
+
+
+class DSNCount(models.Model):
+    """DSNs per minute, pool, emitting source, recipient domain, original-recipient domain,
+    status and reporting MTA (flushed in batches)."""
+
+    minute = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    source = models.CharField(max_length=255, blank=True)
+    recipient_domain = models.CharField(max_length=255, blank=True)
+    original_domain = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    reporting_mta = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "DSN count"
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "minute",
+                    "pool",
+                    "source",
+                    "recipient_domain",
+                    "original_domain",
+                    "status",
+                    "reporting_mta",
+                ],
+                name="dsncount_key",
+            )
+        ]
+        indexes = [models.Index(fields=["minute", "pool"])]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.status}: {self.count}"

@@ -7,9 +7,38 @@ import os
 
 import pytest
 
+from tests.dns_server import dns_server  # noqa: F401 - the session's unbound on loopback
 from tests.support import free_port  # noqa: F401 - re-exported for tests
 
 REQUIRE_ALL = os.environ.get("POOLWARDEN_REQUIRE_ALL") == "1"
+# Tests never query real resolvers: a process started by a test inherits this dead loopback
+# resolver unless the test points it at the test DNS server.
+NO_DNS = "127.0.0.1:1"
+os.environ["POOLWARDEN_NAMESERVERS"] = NO_DNS
+
+
+@pytest.fixture(autouse=True)
+def _loopback_dns_only(settings):
+    """Every engine built in a test resolves through loopback only, and none outlives it."""
+    from routing.engine import reset_engine
+
+    settings.POOLWARDEN_NAMESERVERS = [NO_DNS]
+    settings.POOLWARDEN_DNS_TIMEOUT = 0.5
+    reset_engine()
+    yield
+    reset_engine()
+
+
+@pytest.fixture
+def engine(settings, dns_server):  # noqa: F811 - the imported fixture
+    """This process's routing engine, resolving with the test DNS server; counters are
+    flushed by the test (no background thread)."""
+    from routing.engine import get_engine, reset_engine
+
+    settings.POOLWARDEN_NAMESERVERS = [dns_server.nameserver]
+    settings.POOLWARDEN_DNS_TIMEOUT = 1.5
+    reset_engine()
+    return get_engine(flush_in_background=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -53,6 +82,7 @@ class Site:
             if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
         }
         self.env["POOLWARDEN_VAR_DIR"] = str(var_dir)
+        self.env["POOLWARDEN_NAMESERVERS"] = NO_DNS
 
     def manage(self, *args: str, input: str | None = None, timeout: float = 120):
         import subprocess

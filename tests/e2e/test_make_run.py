@@ -83,6 +83,7 @@ def test_make_run_serves_admin_with_worker_and_beat_and_stops_on_ctrl_c(make_run
     index = login(base, "admin", "correct-horse-battery")
     assert "<title>Outbound IP reputation | Poolwarden</title>" in index
     assert "/admin/routing/pool/" in index
+    assert wait_for_http(f"{base}/static/admin/css/base.css", timeout=10) == 200
     wait_for_log(log, r"worker@\S+ ready", timeout=60)
     wait_for_log(log, r"beat: Starting", timeout=60)
     answer = subprocess.run(

@@ -1,0 +1,181 @@
+"""Does a sender domain have an address record (A/AAAA) or an MX record?
+
+`DomainChecker.check(domain)` answers with a `DomainLookup`, cached per process (bounded
+LRU) and, when a shared cache server is configured, across processes. Cache lifetimes follow
+the DNS: the TTL of the answer that proved the record, or for negative answers the SOA
+minimum (RFC 2308). A lookup that failed (timeout, SERVFAIL) proves nothing and is cached
+only briefly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.exception
+import dns.message
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+FAILURE_TTL = 30  # seconds to remember a failed lookup, so a dead resolver isn't hammered
+DEFAULT_NEGATIVE_TTL = 300  # when a negative answer carries no SOA
+MAX_TTL = 86400
+
+
+@dataclass(frozen=True)
+class DomainLookup:
+    domain: str
+    has_mx: bool | None  # None: could not be established
+    has_address: bool | None
+    ttl: int
+    error: str = ""  # "timeout", "servfail", ... when a lookup failed
+
+    @property
+    def missing_a_and_mx(self) -> bool:
+        """Proven: no usable MX (a null MX counts as none) and no A/AAAA record."""
+        return self.has_mx is False and self.has_address is False
+
+    @property
+    def unknown(self) -> bool:
+        return not self.missing_a_and_mx and not self.has_mx and not self.has_address
+
+
+class _Answer:
+    """One query's outcome: records found?, TTL, error."""
+
+    def __init__(self, found: bool | None, ttl: int, error: str = "", nxdomain: bool = False):
+        self.found, self.ttl, self.error, self.nxdomain = found, ttl, error, nxdomain
+
+
+def make_resolver(nameservers: list[str], timeout: float) -> dns.resolver.Resolver:
+    """A resolver for `host` / `host:port` nameservers ([] = the system's)."""
+    resolver = dns.resolver.Resolver(configure=not nameservers)
+    if nameservers:
+        resolver.nameservers = [_nameserver(entry) for entry in nameservers]
+    resolver.timeout = min(timeout, 2.0)
+    resolver.lifetime = timeout
+    resolver.cache = None  # we cache whole verdicts, with negative TTLs, ourselves
+    return resolver
+
+
+def _nameserver(entry: str) -> dns.nameserver.Do53Nameserver:
+    host, port = entry, 53
+    if entry.startswith("["):  # [::1]:5353
+        host, _, rest = entry[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 53
+    elif entry.count(":") == 1:
+        host, port_text = entry.split(":")
+        port = int(port_text)
+    return dns.nameserver.Do53Nameserver(host, port)
+
+
+def _negative_ttl(response: dns.message.Message | None) -> int:
+    if response is not None:
+        for rrset in response.authority:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return min(rrset.ttl, rrset[0].minimum)
+    return DEFAULT_NEGATIVE_TTL
+
+
+def query(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> _Answer:
+    try:
+        answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+    except dns.resolver.NXDOMAIN as exc:
+        responses = list(exc.responses().values())
+        return _Answer(False, _negative_ttl(responses[0] if responses else None), nxdomain=True)
+    except dns.resolver.LifetimeTimeout:
+        return _Answer(None, FAILURE_TTL, "timeout")
+    except dns.resolver.NoNameservers:
+        return _Answer(None, FAILURE_TTL, "servfail")
+    except dns.exception.DNSException as exc:
+        return _Answer(None, FAILURE_TTL, type(exc).__name__.lower())
+    if answer.rrset is None:
+        return _Answer(False, _negative_ttl(answer.response))
+    if rdtype == "MX":
+        # RFC 7505 null MX: a single "MX 0 ." says the domain takes no mail.
+        usable = [mx for mx in answer.rrset if str(mx.exchange) != "."]
+        return _Answer(bool(usable), answer.rrset.ttl)
+    return _Answer(True, answer.rrset.ttl)
+
+
+def lookup(resolver: dns.resolver.Resolver, domain: str) -> DomainLookup:
+    """Ask MX, then A, then AAAA, stopping at the first proof of a record."""
+    mx = query(resolver, domain, "MX")
+    if mx.found:
+        return DomainLookup(domain, True, None, mx.ttl)
+    if mx.nxdomain:
+        return DomainLookup(domain, False, False, mx.ttl)
+    answers = [mx]
+    for rdtype in ("A", "AAAA"):
+        address = query(resolver, domain, rdtype)
+        if address.found:
+            return DomainLookup(domain, mx.found, True, address.ttl)
+        answers.append(address)
+    errors = [a.error for a in answers if a.error]
+    ttl = min(a.ttl for a in answers)
+    has_address = None if any(a.error for a in answers[1:]) else False
+    return DomainLookup(domain, mx.found, has_address, ttl, ",".join(dict.fromkeys(errors)))
+
+
+class LRUCache:
+    """A bounded, thread-safe map whose entries expire (monotonic clock)."""
+
+    def __init__(self, size: int, clock: Callable[[], float] = time.monotonic):
+        self.size, self.clock = size, clock
+        self.data: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str):
+        with self.lock:
+            item = self.data.get(key)
+            if item is None:
+                return None
+            if item[0] <= self.clock():
+                del self.data[key]
+                return None
+            self.data.move_to_end(key)
+            return item[1]
+
+    def set(self, key: str, value: object, ttl: float) -> None:
+        with self.lock:
+            self.data[key] = (self.clock() + ttl, value)
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+class DomainChecker:
+    """Cached sender-domain checks. `shared` is a Django cache shared between processes, or
+    None; lookups are made with `resolver`."""
+
+    def __init__(self, resolver, *, size: int = 100_000, shared=None, clock=time.monotonic):
+        self.resolver = resolver
+        self.local = LRUCache(size, clock)
+        self.shared = shared
+        self.lookups = 0  # DNS lookups made (cache misses), for tests and metrics
+
+    def check(self, domain: str) -> DomainLookup:
+        cached = self.local.get(domain)
+        if cached is not None:
+            return cached
+        key = f"pw:dom:{domain}"
+        shared = self.shared.get(key) if self.shared is not None else None
+        if shared is not None:
+            expires, result = shared  # wall-clock expiry: the entry may come from another host
+            self.local.set(domain, result, expires - time.time())
+            return result
+        self.lookups += 1
+        result = lookup(self.resolver, domain)
+        ttl = min(max(result.ttl, 0), MAX_TTL)
+        if self.shared is not None and ttl > 0:
+            self.shared.set(key, (time.time() + ttl, result), timeout=ttl)
+        self.local.set(domain, result, ttl)
+        return result

@@ -1,0 +1,93 @@
+"""The routing engine: facts in, decision out, with the sender-domain check, the policy
+snapshot and the counters wired together. One engine per process (`get_engine()`)."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+from django.core.cache import caches
+
+from routing import classify
+from routing.counters import Counters, Flusher
+from routing.dns import DomainChecker, make_resolver
+from routing.facts import Decision, MessageFacts
+from routing.message import facts_from_envelope, facts_from_message
+from routing.policy import SnapshotCache
+
+
+class Engine:
+    def __init__(self, *, checker: DomainChecker, snapshots: SnapshotCache, counters: Counters):
+        self.checker, self.snapshots, self.counters = checker, snapshots, counters
+
+    def route(self, facts: MessageFacts) -> Decision:
+        policy = self.snapshots.get()
+        lookup = self.checker.check(facts.sender_domain) if facts.sender_domain else None
+        decision = classify.decide(facts, policy, lookup)
+        self.counters.record(facts, decision)
+        return decision
+
+    def route_message(self, raw: bytes, **envelope) -> tuple[MessageFacts, Decision]:
+        trusted = self.snapshots.get().trusted_headers
+        facts = facts_from_message(raw, trusted_headers=trusted, **envelope)
+        return facts, self.route(facts)
+
+    def route_envelope(self, **envelope) -> tuple[MessageFacts, Decision]:
+        facts = facts_from_envelope(**envelope)
+        return facts, self.route(facts)
+
+
+def shared_cache():
+    """The Django cache when it is shared between processes (Redis), else None."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    return None if backend.endswith(("LocMemCache", "DummyCache")) else caches["default"]
+
+
+def build_engine() -> Engine:
+    resolver = make_resolver(settings.POOLWARDEN_NAMESERVERS, settings.POOLWARDEN_DNS_TIMEOUT)
+    return Engine(
+        checker=DomainChecker(
+            resolver, size=settings.POOLWARDEN_DNS_CACHE_SIZE, shared=shared_cache()
+        ),
+        snapshots=SnapshotCache(refresh=settings.POOLWARDEN_POLICY_REFRESH),
+        counters=Counters(),
+    )
+
+
+_engine: Engine | None = None
+_flusher: Flusher | None = None
+_lock = threading.Lock()
+
+
+def get_engine(*, flush_in_background: bool = True) -> Engine:
+    """This process's engine; the first call starts the background counter flusher."""
+    global _engine, _flusher
+    with _lock:
+        if _engine is None:
+            _engine = build_engine()
+        if flush_in_background and _flusher is None:
+            _flusher = Flusher(_engine.counters, settings.POOLWARDEN_FLUSH_INTERVAL).start()
+    return _engine
+
+
+def stop_engine() -> None:
+    """Flush what is counted and stop the flusher (on shutdown)."""
+    global _flusher
+    with _lock:
+        if _flusher is not None:
+            _flusher.stop()
+            _flusher = None
+        elif _engine is not None:
+            _engine.counters.flush()
+
+
+def invalidate_policy() -> None:
+    if _engine is not None:
+        _engine.snapshots.invalidate()
+
+
+def reset_engine() -> None:
+    """Forget the engine (tests, or after settings changed)."""
+    global _engine
+    stop_engine()
+    _engine = None

@@ -1,0 +1,181 @@
+"""Build `MessageFacts` from what an adapter knows: an envelope and, often, the message.
+
+Never raises on bad input: what cannot be established is left empty and described in
+`MessageFacts.problems`. Only the first `MAX_READ` bytes of a message are looked at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import email.utils
+from collections.abc import Iterable
+from email.message import Message
+from email.parser import BytesHeaderParser
+
+import dns.name
+
+from routing import dsn, scores
+from routing.facts import MessageFacts
+
+MAX_READ = 4 * 1024 * 1024  # enough for any DSN; spam filters use similar caps
+REPORT = "multipart/report"
+
+
+def normalize_address(text: str | None) -> str | None:
+    """`<a@b>` or `a@b` to `a@b`; `<>` to "" (null sender); None stays None."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("<") and ">" in text:
+        text = text[1 : text.index(">")]
+    return text.strip()
+
+
+def domain_of(address: str) -> tuple[str, str]:
+    """(IDNA domain, problem): the domain of `address` ready for DNS, or "" and why not."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return "", f"{address[:100]!r} is not an address with a domain"
+    domain = domain.strip().rstrip(".").lower()
+    if domain.startswith("["):
+        return "", f"{domain[:60]!r} is an address literal, not a domain"
+    try:
+        name = dns.name.from_text(domain, origin=None)
+        if len(name.labels) < 2 or not all(name.labels[:-1]):
+            raise ValueError("needs at least two labels")
+        return name.to_text(omit_final_dot=True).lower(), ""
+    except Exception as exc:  # dnspython raises several types for bad names
+        return "", f"{domain[:100]!r} is not a valid domain ({exc})"
+
+
+def raw_headers(msg: Message, name: str) -> list[str]:
+    """Every value of header `name`, top first, as text. Read raw, because compat32 hands
+    8-bit values back as mangled Header objects; 8-bit bytes (SMTPUTF8) are read as UTF-8."""
+    name = name.lower()
+    values = []
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            text = str(value)
+            with contextlib.suppress(UnicodeEncodeError):  # already plain text
+                text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+            values.append(text)
+    return values
+
+
+def header_address(msg: Message, name: str) -> str:
+    values = raw_headers(msg, name)
+    if not values:
+        return ""
+    try:
+        return email.utils.parseaddr(values[0])[1]
+    except Exception:  # malformed headers can trip the address parser
+        return ""
+
+
+def header_block(raw: bytes) -> bytes:
+    """The bytes up to the blank line after the headers: the body is read only for DSNs."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[: min(ends) + 2] if ends else raw
+
+
+def facts_from_message(
+    raw: bytes,
+    *,
+    mail_from: str | None = None,
+    rcpt_to: Iterable[str] = (),
+    spam_score: float | None = None,
+    source: str = "",
+    trusted_headers: Iterable[str] = (),
+) -> MessageFacts:
+    """Facts from raw RFC 5322 bytes plus what the caller knows of the envelope."""
+    problems = []
+    if len(raw) > MAX_READ:
+        problems.append(f"message of {len(raw)} bytes: only the first {MAX_READ} were read")
+        raw = raw[:MAX_READ]
+    headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
+    score, score_source = spam_score, "caller" if spam_score is not None else ""
+    if score is None:
+        score, header, score_problems = scores.score_from_headers(headers, trusted_headers)
+        score_source = header
+        problems += score_problems
+    report, is_report = None, False
+    if headers.get_content_type() == REPORT:
+        full = email.message_from_bytes(raw, policy=email.policy.compat32)
+        is_report = dsn.is_delivery_report(full)
+        if is_report:
+            report, dsn_problems = dsn.parse_report(full)
+            problems += dsn_problems
+    return build_facts(
+        mail_from=normalize_address(mail_from),
+        rcpt_to=rcpt_to,
+        header_from=header_address(headers, "From"),
+        spam_score=score,
+        score_source=score_source,
+        is_report=is_report,
+        report=report,
+        source=source,
+        message_id=next(iter(raw_headers(headers, "Message-ID")), "").strip()[:255],
+        size=len(raw),
+        problems=problems,
+    )
+
+
+def facts_from_envelope(
+    *, mail_from: str | None, rcpt_to: Iterable[str] = (), spam_score=None, source: str = ""
+) -> MessageFacts:
+    """Facts when only the envelope is known (policy server, API without a message)."""
+    return build_facts(
+        mail_from=normalize_address(mail_from),
+        rcpt_to=rcpt_to,
+        spam_score=spam_score,
+        score_source="caller" if spam_score is not None else "",
+        source=source,
+    )
+
+
+def build_facts(
+    *,
+    mail_from: str | None,
+    rcpt_to: Iterable[str],
+    header_from: str = "",
+    spam_score: float | None = None,
+    score_source: str = "",
+    is_report: bool = False,
+    report=None,
+    source: str = "",
+    message_id: str = "",
+    size: int = 0,
+    problems: list[str] | None = None,
+) -> MessageFacts:
+    problems = list(problems or [])
+    sender = mail_from if mail_from is not None else header_from
+    domain, domain_error = "", ""
+    if sender:
+        domain, domain_error = domain_of(sender)
+        if domain_error:
+            problems.append(f"sender: {domain_error}")
+    elif mail_from is None:
+        problems.append("no envelope sender and no From header: sender domain unknown")
+    signals = []
+    if mail_from == "":
+        signals.append("null-sender")
+    if is_report:
+        signals.append("multipart-report")
+    return MessageFacts(
+        mail_from=mail_from,
+        rcpt_to=tuple(filter(None, (normalize_address(r) for r in rcpt_to))),
+        header_from=header_from,
+        sender_domain=domain,
+        sender_domain_error=domain_error,
+        spam_score=spam_score,
+        score_source=score_source,
+        is_dsn=bool(signals),
+        dsn_signals=tuple(signals),
+        dsn=report,
+        source=source,
+        message_id=message_id,
+        size=size,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,94 @@
+"""HTTP API: `POST /api/v1/route` decides one message. JSON in, JSON out, bearer tokens."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from routing import tokens
+from routing.engine import get_engine
+from routing.facts import decision_json
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def error(status: int, message: str, **headers) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def bearer_token(request: HttpRequest) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@csrf_exempt
+@require_POST
+def route(request: HttpRequest) -> JsonResponse:
+    token = bearer_token(request)
+    if not token or not tokens.authenticate(token):
+        return error(401, "a valid bearer token is required", WWW_Authenticate="Bearer")
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.POOLWARDEN_API_MAX_BYTES:
+        return error(413, f"body larger than {settings.POOLWARDEN_API_MAX_BYTES} bytes")
+    try:
+        body = parse_request(request.body)
+    except RequestDataTooBig:
+        return error(413, f"body larger than {settings.POOLWARDEN_API_MAX_BYTES} bytes")
+    except BadRequest as exc:
+        return error(400, str(exc))
+    engine = get_engine()
+    if body["message"] is None:
+        facts, decision = engine.route_envelope(**body["envelope"])
+    else:
+        raw = body["message"].encode("utf-8", "surrogateescape")
+        facts, decision = engine.route_message(raw, **body["envelope"])
+    return JsonResponse(decision_json(facts, decision))
+
+
+def parse_request(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = set(data) - {"mail_from", "rcpt_to", "message", "spam_score", "source"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    mail_from = data.get("mail_from")
+    message = data.get("message")
+    if mail_from is not None and not isinstance(mail_from, str):
+        raise BadRequest('mail_from must be a string ("" for the null sender)')
+    if mail_from is None and message is None:
+        raise BadRequest("give mail_from, message, or both")
+    rcpt_to = data.get("rcpt_to", [])
+    if not isinstance(rcpt_to, list) or not all(isinstance(r, str) for r in rcpt_to):
+        raise BadRequest("rcpt_to must be a list of strings")
+    if message is not None and not isinstance(message, str):
+        raise BadRequest("message must be a string (the RFC 5322 text)")
+    score = data.get("spam_score")
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score)
+    ):
+        raise BadRequest("spam_score must be a number")
+    source = data.get("source", "")
+    if not isinstance(source, str):
+        raise BadRequest("source must be a string")
+    envelope = {
+        "mail_from": mail_from,
+        "rcpt_to": rcpt_to[:1000],
+        "spam_score": None if score is None else float(score),
+        "source": source[:255],
+    }
+    return {"envelope": envelope, "message": message}

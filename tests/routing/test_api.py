@@ -1,0 +1,152 @@
+"""POST /api/v1/route: authentication, bad requests, and decisions against a real DNS
+server on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from routing import tokens
+from routing.models import ApiToken, RoutingCount, RoutingPolicy
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+URL = "/api/v1/route"
+
+
+@pytest.fixture
+def token(engine):
+    tokens.forget()
+    return tokens.issue("mta-1")[1]
+
+
+def post(client, body, token: str | None = None, **extra):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(URL, data, content_type="application/json", **headers, **extra)
+
+
+def test_without_a_token_the_answer_is_401(client, engine):
+    response = post(client, {"mail_from": "a@both.test"})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"error": "a valid bearer token is required"}
+
+
+def test_a_wrong_or_revoked_token_is_refused(client, token):
+    assert post(client, {"mail_from": "a@both.test"}, token + "x").status_code == 401
+    ApiToken.objects.update(revoked=True)
+    tokens.forget()
+    assert post(client, {"mail_from": "a@both.test"}, token).status_code == 401
+
+
+def test_only_the_token_digest_is_stored(token):
+    row = ApiToken.objects.get()
+    assert token not in (row.digest, row.prefix) and row.digest == tokens.digest(token)
+
+
+def test_get_is_not_allowed(client, token):
+    response = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{not json", "body is not JSON"),
+        ("[1, 2]", "body must be a JSON object"),
+        ({}, "give mail_from, message, or both"),
+        ({"mail_from": 5}, "mail_from must be a string"),
+        ({"mail_from": "a@b.test", "rcpt_to": "x@y.test"}, "rcpt_to must be a list"),
+        ({"mail_from": "a@b.test", "spam_score": "high"}, "spam_score must be a number"),
+        ({"mail_from": "a@b.test", "spam_score": True}, "spam_score must be a number"),
+        ({"mail_from": "a@b.test", "colour": "red"}, "unknown field(s): colour"),
+        ({"message": 42}, "message must be a string"),
+    ],
+)
+def test_malformed_requests_get_400_with_a_json_error(client, token, body, message):
+    response = post(client, body, token)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_oversize_body_gets_413(client, token, settings):
+    settings.POOLWARDEN_API_MAX_BYTES = 1000
+    response = post(client, {"mail_from": "a@both.test", "message": "x" * 2000}, token)
+    assert response.status_code == 413
+
+
+def test_domain_with_records_goes_normal(client, token):
+    body = post(client, {"mail_from": "alice@both.test", "rcpt_to": ["b@x.test"]}, token).json()
+    assert (body["pool"], body["reasons"], body["sender_domain"]) == ("normal", [], "both.test")
+    assert body["source_ip"].startswith("192.0.2.")
+    for key in ("pool", "reasons", "source_ip", "spam_score", "is_dsn", "sender_domain"):
+        assert key in body
+
+
+@pytest.mark.parametrize(
+    ("sender", "pool", "reasons"),
+    [
+        ("a@a-only.test", "normal", []),
+        ("a@aaaa-only.test", "normal", []),
+        ("a@mx-only.test", "normal", []),
+        ("a@neither.test", "high-risk", ["no-a-mx"]),
+        ("a@nullmx.test", "high-risk", ["no-a-mx"]),
+        ("a@nullmx-with-a.test", "normal", []),
+        ("a@missing.test", "high-risk", ["no-a-mx"]),
+        ("a@deep.name.nx.test", "high-risk", ["no-a-mx"]),
+        ("a@bücher.test", "normal", []),
+    ],
+)
+def test_sender_domain_rule_against_real_dns(client, token, sender, pool, reasons):
+    body = post(client, {"mail_from": sender}, token).json()
+    assert (body["pool"], body["reasons"]) == (pool, reasons), body
+
+
+def test_spam_score_from_the_caller(client, token):
+    body = post(client, {"mail_from": "a@both.test", "spam_score": 7.5}, token).json()
+    assert (body["pool"], body["reasons"], body["spam_score"]) == (
+        "high-risk",
+        ["spam-score"],
+        7.5,
+    )
+
+
+def test_spam_score_from_a_trusted_header_in_the_message(client, token):
+    message = "From: a@both.test\r\nX-Spam-Status: Yes, score=12.0 required=5.0\r\n\r\nbuy\r\n"
+    body = post(client, {"mail_from": "a@both.test", "message": message}, token).json()
+    assert body["reasons"] == ["spam-score"]
+    assert body["score_source"] == "header:X-Spam-Status"
+
+
+def test_null_sender_is_a_dsn(client, token):
+    body = post(client, {"mail_from": "", "rcpt_to": ["victim@both.test"]}, token).json()
+    assert (body["pool"], body["reasons"], body["is_dsn"]) == ("high-risk", ["dsn"], True)
+
+
+def test_threshold_change_in_the_policy_applies_to_the_next_request(client, token):
+    assert post(client, {"mail_from": "a@both.test", "spam_score": 3}, token).json()["pool"] == (
+        "normal"
+    )
+    policy = RoutingPolicy.load()
+    policy.spam_threshold = 2.0
+    policy.save()
+    assert post(client, {"mail_from": "a@both.test", "spam_score": 3}, token).json()["pool"] == (
+        "high-risk"
+    )
+
+
+def test_timeout_is_dns_unknown_and_routes_by_the_other_rules(client, token):
+    body = post(client, {"mail_from": "a@slow.test"}, token).json()
+    assert (body["pool"], body["reasons"]) == ("normal", ["dns-unknown"])
+    assert any("slow.test failed: timeout" in p for p in body["problems"])
+
+
+def test_decisions_are_counted_and_flushed(client, token, engine):
+    for _ in range(3):
+        post(client, {"mail_from": "a@both.test", "source": "sasl:cust1"}, token)
+    assert not RoutingCount.objects.exists()  # nothing per message on the hot path
+    engine.counters.flush()
+    row = RoutingCount.objects.get()
+    assert (row.pool, row.reasons, row.source, row.count) == ("normal", "none", "sasl:cust1", 3)

@@ -1,0 +1,81 @@
+"""`manage.py route` as a user runs it, against a real DNS server on loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).parent / "samples" / "dsn"
+
+
+@pytest.fixture
+def dns_site(site, dns_server):
+    site.env["POOLWARDEN_NAMESERVERS"] = dns_server.nameserver
+    site.env["POOLWARDEN_DNS_TIMEOUT"] = "1.5"
+    return site
+
+
+def test_json_output_has_the_contract_keys(dns_site, tmp_path):
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@both.test\r\nX-Spam-Score: 9.5\r\n\r\nhi\r\n")
+    result = dns_site.manage("route", str(message), "--mail-from", "a@neither.test", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["pool"] == "high-risk"
+    assert data["reasons"] == ["spam-score", "no-a-mx"]
+    assert data["sender_domain"] == "neither.test" and data["spam_score"] == 9.5
+    assert data["source_ip"].startswith("198.51.100.") and data["is_dsn"] is False
+
+
+def test_message_on_stdin(dns_site):
+    result = dns_site.manage("route", "-", input="From: someone@both.test\n\nhello\n")
+    assert result.returncode == 0, result.stderr
+    assert "pool:          normal (normal)" in result.stdout
+    assert "sender domain: both.test" in result.stdout
+
+
+def test_real_postfix_bounce_from_null_sender(dns_site):
+    sample = SAMPLES / "postfix-bounce-user-unknown.eml"
+    result = dns_site.manage("route", str(sample), "--mail-from", "<>", "--json")
+    data = json.loads(result.stdout)
+    assert (data["pool"], data["is_dsn"]) == ("high-risk", True)
+    assert data["dsn_signals"] == ["null-sender", "multipart-report"]
+    assert data["dsn"]["recipients"][0]["status"].startswith("5.")
+
+
+def test_spam_score_flag(dns_site):
+    result = dns_site.manage("route", "-", "--spam-score", "6", input="From: a@both.test\n\n")
+    assert "reasons:       spam-score" in result.stdout
+
+
+def test_missing_file_is_a_one_line_error(dns_site, tmp_path):
+    result = dns_site.manage("route", str(tmp_path / "nope.eml"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "cannot read" in result.stderr
+
+
+def test_bad_score_is_a_usage_error(dns_site):
+    result = dns_site.manage("route", "-", "--spam-score", "lots", input="")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_bad_nameserver_setting_is_a_configuration_error(dns_site):
+    dns_site.env["POOLWARDEN_NAMESERVERS"] = "dns.example.net"
+    result = dns_site.manage("route", "-", input="")
+    assert result.returncode == 2
+    assert "POOLWARDEN_NAMESERVERS: 'dns.example.net' is not an IP address" in result.stderr
+
+
+def test_decision_is_counted(dns_site):
+    dns_site.manage("route", "-", "--source", "cli-test", input="From: a@both.test\n\n")
+    result = dns_site.manage(
+        "shell",
+        "-c",
+        "from routing.models import RoutingCount as R; print(list(R.objects.values_list("
+        "'pool', 'source', 'count')))",
+    )
+    assert "('normal', 'cli-test', 1)" in result.stdout
