@@ -86,16 +86,35 @@ class PoolAdmin(admin.ModelAdmin):
 
 @admin.register(PoolAddress)
 class PoolAddressAdmin(admin.ModelAdmin):
-    list_display = ["address", "pool", "ip_range", "active", "reason", "state_changed"]
-    list_filter = ["pool", "active"]
+    list_display = [
+        "address",
+        "pool",
+        "ip_range",
+        "active",
+        "reason",
+        "listed",
+        "keep_in_rotation",
+        "state_changed",
+    ]
+    list_filter = ["pool", "active", "listed", "keep_in_rotation"]
     search_fields = ["address", "reason"]
     list_select_related = ["pool", "ip_range"]
-    readonly_fields = ["ip_range", "state_changed"]
+    readonly_fields = ["ip_range", "state_changed", "listed", "listed_reason"]
     actions = ["take_out_of_rotation", "put_back_into_rotation"]
     list_per_page = 200
 
     def get_fields(self, request, obj=None):
-        return ["pool", "address", "ip_range", "active", "reason", "state_changed"]
+        return [
+            "pool",
+            "address",
+            "ip_range",
+            "active",
+            "reason",
+            "listed",
+            "listed_reason",
+            "keep_in_rotation",
+            "state_changed",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         # An address's identity is fixed once it exists; only its rotation state changes.
@@ -125,7 +144,15 @@ class PoolAddressAdmin(admin.ModelAdmin):
 class RoutingPolicyAdmin(admin.ModelAdmin):
     """One policy row: the changelist goes straight to it."""
 
-    fields = ["spam_threshold", "trusted_score_headers", "on_dns_failure", "fallback", "updated"]
+    fieldsets = [
+        (None, {"fields": ["spam_threshold", "trusted_score_headers", "on_dns_failure"]}),
+        ("Source addresses", {"fields": ["fallback"]}),
+        (
+            "SpamAssassin (milter)",
+            {"fields": ["spamd_enabled", "spamd_address", "spamd_timeout", "spamd_max_bytes"]},
+        ),
+        (None, {"fields": ["updated"]}),
+    ]
     readonly_fields = ["updated"]
 
     def has_add_permission(self, request) -> bool:

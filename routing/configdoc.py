@@ -374,11 +374,20 @@ def store_pool(state: PoolState) -> None:
 
 # --- routing policy ----------------------------------------------------------------------
 
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 POLICY_FIELDS = {
-    "spam_threshold": (int, float),
-    "trusted_score_headers": list,
-    "on_dns_failure": str,
-    "fallback": str,
+    "spam_threshold": _number,
+    "trusted_score_headers": lambda v: isinstance(v, list),
+    "on_dns_failure": lambda v: isinstance(v, str),
+    "fallback": lambda v: isinstance(v, str),
+    "spamd_enabled": lambda v: isinstance(v, bool),
+    "spamd_address": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
+    "spamd_timeout": lambda v: _number(v) and 0 < v <= 300,
+    "spamd_max_bytes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
 }
 
 
@@ -408,11 +417,9 @@ class RoutingSection(Section):
 
     def problems(self, value: dict) -> list[str]:
         problems = [f"routing: unknown key {k!r}" for k in sorted(set(value) - set(POLICY_FIELDS))]
-        for name, kind in POLICY_FIELDS.items():
-            if name in value and (
-                not isinstance(value[name], kind) or isinstance(value[name], bool)
-            ):
-                problems.append(f"routing.{name}: wrong type {type(value[name]).__name__}")
+        for name, valid in POLICY_FIELDS.items():
+            if name in value and not valid(value[name]):
+                problems.append(f"routing.{name}: bad value {value[name]!r}")
         if problems:
             return problems
         choices = {
@@ -435,8 +442,9 @@ class RoutingSection(Section):
         for name in POLICY_FIELDS:
             if name in value:
                 setattr(policy, name, value[name])
-        if "spam_threshold" in value:
-            policy.spam_threshold = float(value["spam_threshold"])
+        for name in ("spam_threshold", "spamd_timeout"):
+            if name in value:
+                setattr(policy, name, float(value[name]))
         policy.save()
 
 

@@ -125,6 +125,18 @@ class PoolAddress(models.Model):
         max_length=200, blank=True, help_text="Why the address is out of rotation."
     )
     state_changed = models.DateTimeField(default=timezone.now)
+    listed = models.BooleanField(
+        "out: listed",
+        default=False,
+        help_text="Set by blocklist sweeps while a major list lists the address and its pool "
+        "takes listed addresses out of rotation.",
+    )
+    listed_reason = models.CharField(max_length=300, blank=True)
+    keep_in_rotation = models.BooleanField(
+        "keep in rotation although listed",
+        default=False,
+        help_text="Admin override: keep sending from this address even while it is listed.",
+    )
 
     class Meta:
         ordering = ["pool", "id"]
@@ -134,6 +146,11 @@ class PoolAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+    @property
+    def in_rotation(self) -> bool:
+        """Whether routing may choose this address now."""
+        return self.active and (not self.listed or self.keep_in_rotation)
 
     def clean(self) -> None:
         try:
@@ -188,6 +205,23 @@ class RoutingPolicy(models.Model):
         max_length=16,
         choices=Fallback.choices,
         default=Fallback.HIGH_RISK,
+    )
+    spamd_enabled = models.BooleanField(
+        "ask spamd for the score",
+        default=False,
+        help_text="The milter asks SpamAssassin's spamd for each message's score, so a sender "
+        "cannot forge it. Off: only the trusted headers count.",
+    )
+    spamd_address = models.CharField(
+        max_length=200,
+        default="127.0.0.1:783",
+        help_text="host:port of spamd, or unix:/path/to/socket.",
+    )
+    spamd_timeout = models.FloatField(
+        default=5.0, help_text="Seconds to wait for spamd before routing without its score."
+    )
+    spamd_max_bytes = models.PositiveIntegerField(
+        default=512 * 1024, help_text="Larger messages are not sent to spamd (as spamc -s)."
     )
     updated = models.DateTimeField(auto_now=True)
 
