@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint format check-python clean
+.PHONY: run test lint format bench check-python clean
 
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
@@ -13,6 +13,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -341,7 +341,9 @@ def _recipient(fields: dict[str, str], label: str, problems: list[str]) -> DSNRe
     return DSNRecipient(
         final_recipient=address,
         action=_action(fields.get("action", ""), label, problems),
-        status=_status(fields.get("status", ""), label, problems),
+        status=_refined(
+            _status(fields.get("status", ""), label, problems), fields.get("diagnostic-code", "")
+        ),
         diagnostic=fields.get("diagnostic-code", ""),
         remote_mta=_mta_name(fields.get("remote-mta", "")),
     )
@@ -400,6 +402,20 @@ def _status(value: str, label: str, problems: list[str]) -> str:
         _note(problems, f"{label}: malformed Status {_quote(value)}")
         return ""
     return ".".join(str(int(group)) for group in match.groups())
+
+
+_DIAGNOSTIC_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+
+
+def _refined(status: str, diagnostic: str) -> str:
+    """A generic "5.0.0" (Exim writes it for every failure) replaced by the enhanced code the
+    receiving server gave in the Diagnostic-Code ("550 5.1.1 User unknown"), same class only."""
+    if not status.endswith(".0.0"):
+        return status
+    match = _DIAGNOSTIC_STATUS.search(diagnostic)
+    if match and match.group(1) == status[0] and not match.group(0).endswith(".0.0"):
+        return ".".join(str(int(group)) for group in match.groups())
+    return status
 
 
 def _quote(value: str, limit: int = 60) -> str:

@@ -149,7 +149,7 @@ def test_blocklist_rejection_reports_spamhaus_in_the_diagnostic():
     assert report.original_from == "billing@example.com"
 
 
-def test_exim_multipart_bounce_reports_the_generic_status_exim_writes():
+def test_exim_generic_status_is_refined_from_the_receivers_diagnostic_code():
     msg = load_sample("exim-multipart-bounce.eml")
     report, problems = parse_report(msg)
     assert is_delivery_report(msg)
@@ -159,7 +159,7 @@ def test_exim_multipart_bounce_reports_the_generic_status_exim_writes():
     assert recipient == DSNRecipient(
         final_recipient="carol@example.org",
         action="failed",
-        status="5.0.0",
+        status="5.1.1",  # Exim wrote 5.0.0; the receiver said 550 5.1.1
         diagnostic="smtp; 550 5.1.1 <carol@example.org>: Recipient address rejected: "
         "User unknown in local recipient table",
         remote_mta="mx.example.org",
@@ -623,3 +623,19 @@ def test_random_bytes_never_raise(raw):
 @given(mime_structures())
 def test_random_mime_structures_never_raise(raw):
     parse_all_ways(raw)
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "expected"),
+    [
+        ("5.0.0", "smtp; 550 5.1.1 <a@example.org>: User unknown", "5.1.1"),
+        ("5.0.0", "smtp; 550 4.2.2 odd", "5.0.0"),  # another class is not trusted
+        ("5.0.0", "smtp; 550 Mailbox unavailable", "5.0.0"),
+        ("5.1.1", "smtp; 550 5.7.1 blocked", "5.1.1"),  # a specific status stays
+        ("4.0.0", "smtp; 451 4.7.1 greylisted, 10.0.0.1 noted", "4.7.1"),
+    ],
+)
+def test_generic_status_refinement(status, diagnostic, expected):
+    from routing.dsn import _refined
+
+    assert _refined(status, diagnostic) == expected
