@@ -6,7 +6,9 @@ Nothing is written per message. A failed flush keeps the counts for the next one
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing.facts import Decision, MessageFacts
+from routing.models import DSNSample
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +36,24 @@ def minute_of(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+SAMPLES_PER_FLUSH = 200  # DSN recipients kept as evidence per flush interval and process
+ROUTED_IDS_PER_GENERATION = 100_000  # Message-IDs remembered (two generations, ~10 MB)
+
+
 class Counters:
-    def __init__(self, clock=lambda: datetime.now(UTC)):
+    """In-memory counts of one process, plus a bounded sample of DSNs kept as evidence for
+    spike causes, and the recent Message-IDs routed here (to tell backscatter: DSNs about
+    mail this service never sent)."""
+
+    def __init__(self, clock=lambda: datetime.now(UTC), seed: int | None = None):
         self.clock = clock
         self.lock = threading.Lock()
         self.routing: Counter[tuple] = Counter()
         self.dsn: Counter[tuple] = Counter()
+        self.samples: list[dict] = []
+        self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
+        self.random = random.Random(seed)
+        self.routed_ids: tuple[set[int], set[int]] = (set(), set())
 
     def record(self, facts: MessageFacts, decision: Decision) -> None:
         minute = minute_of(self.clock())
@@ -46,39 +61,100 @@ class Counters:
         with self.lock:
             reasons = "+".join(sorted(decision.reasons)) or "none"
             self.routing[(minute, decision.pool, reasons, source)] += 1
-            if facts.is_dsn:
-                for key in dsn_keys(facts, decision, minute, source):
-                    self.dsn[key] += 1
+            if not facts.is_dsn:
+                self.remember_routed(facts.message_id)
+                return
+            for key in dsn_keys(facts, decision, minute, source):
+                self.dsn[key] += 1
+            for sample in dsn_samples(facts, decision, minute, source):
+                self.keep_sample(sample)
 
-    def drain(self) -> tuple[Counter, Counter]:
+    def remember_routed(self, message_id: str) -> None:
+        if not message_id:
+            return
+        current, previous = self.routed_ids
+        if len(current) >= ROUTED_IDS_PER_GENERATION:
+            current, previous = set(), current
+            self.routed_ids = (current, previous)
+        current.add(id_hash(message_id))
+
+    def routed_here(self, message_id: str) -> bool | None:
+        """Whether a message with this Message-ID was routed by this process (None: no ID)."""
+        if not message_id:
+            return None
+        digest = id_hash(message_id)
+        return any(digest in generation for generation in self.routed_ids)
+
+    def keep_sample(self, sample: dict) -> None:
+        # Reservoir sampling: every DSN recipient of the interval is equally likely to be kept.
+        self.dsn_seen += 1
+        sample["routed_by_us"] = self.routed_here(sample.pop("original_message_id"))
+        if len(self.samples) < SAMPLES_PER_FLUSH:
+            self.samples.append(sample)
+        else:
+            slot = self.random.randrange(self.dsn_seen)
+            if slot < SAMPLES_PER_FLUSH:
+                self.samples[slot] = sample
+
+    def drain(self) -> tuple[Counter, Counter, list[dict]]:
         with self.lock:
-            routing, dsn = self.routing, self.dsn
-            self.routing, self.dsn = Counter(), Counter()
-        return routing, dsn
+            drained = self.routing, self.dsn, self.samples
+            self.routing, self.dsn, self.samples, self.dsn_seen = Counter(), Counter(), [], 0
+        return drained
 
-    def restore(self, routing: Counter, dsn: Counter) -> None:
+    def restore(self, routing: Counter, dsn: Counter, samples: list[dict]) -> None:
         with self.lock:
             self.routing.update(routing)
             self.dsn.update(dsn)
+            self.samples = (samples + self.samples)[:SAMPLES_PER_FLUSH]
 
     def pending(self) -> int:
         with self.lock:
             return sum(self.routing.values()) + sum(self.dsn.values())
 
     def flush(self) -> int:
-        """Write the counts; returns how many rows were upserted. On a database error the
-        counts are kept for the next flush and the error is raised."""
-        routing, dsn = self.drain()
-        if not routing and not dsn:
+        """Write the counts and samples; returns how many rows were written. On a database
+        error everything is kept for the next flush and the error is raised."""
+        routing, dsn, samples = self.drain()
+        if not routing and not dsn and not samples:
             return 0
         try:
             with transaction.atomic():
                 upsert("routing_routingcount", ROUTING_KEY, routing)
                 upsert("routing_dsncount", DSN_KEY, dsn)
+                DSNSample.objects.bulk_create(DSNSample(**sample) for sample in samples)
         except Exception:
-            self.restore(routing, dsn)
+            self.restore(routing, dsn, samples)
             raise
-        return len(routing) + len(dsn)
+        return len(routing) + len(dsn) + len(samples)
+
+
+def id_hash(message_id: str) -> int:
+    normalized = message_id.strip().strip("<>").lower().encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(normalized, digest_size=8).digest(), "big")
+
+
+def dsn_samples(facts: MessageFacts, decision: Decision, minute, source: str) -> list[dict]:
+    report = facts.dsn
+    base = {
+        "minute": minute,
+        "pool": decision.pool,
+        "source": source,
+        "recipient": (facts.rcpt_to[0] if facts.rcpt_to else "")[:255],
+        "reporting_mta": (report.reporting_mta if report else "")[:255],
+        "original_message_id": report.original_message_id if report else "",
+    }
+    if not report or not report.recipients:
+        return [base | {"original_recipient": "", "status": "", "diagnostic": ""}]
+    return [
+        base
+        | {
+            "original_recipient": r.final_recipient[:255],
+            "status": r.status[:16],
+            "diagnostic": r.diagnostic[:500],
+        }
+        for r in report.recipients[:20]
+    ]
 
 
 def dsn_keys(facts: MessageFacts, decision: Decision, minute, source: str) -> list[tuple]:

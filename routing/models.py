@@ -321,3 +321,26 @@ class DSNCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.status}: {self.count}"
+
+
+class DSNSample(models.Model):
+    """A DSN recipient kept as evidence for spike causes: a bounded random sample per flush
+    interval and process (`routing.counters.SAMPLES_PER_FLUSH`), not every DSN."""
+
+    minute = models.DateTimeField(db_index=True)
+    pool = models.CharField(max_length=64)
+    source = models.CharField(max_length=255, blank=True)
+    recipient = models.CharField(max_length=255, blank=True, help_text="who receives the DSN")
+    original_recipient = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    diagnostic = models.CharField(max_length=500, blank=True)
+    reporting_mta = models.CharField(max_length=255, blank=True)
+    routed_by_us = models.BooleanField(
+        null=True, help_text="The bounced message's Message-ID was routed here (None: no ID)."
+    )
+
+    class Meta:
+        verbose_name = "DSN sample"
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.original_recipient} {self.status}"

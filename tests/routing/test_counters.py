@@ -9,7 +9,7 @@ import pytest
 
 from routing.counters import Counters
 from routing.facts import Decision, DSNRecipient, DSNReport, MessageFacts
-from routing.models import DSNCount, RoutingCount
+from routing.models import DSNCount, DSNSample, RoutingCount
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +104,55 @@ def test_nothing_is_written_until_a_flush():
     counters = Counters(Clock(T0))
     counters.record(MessageFacts(), decision())
     assert not RoutingCount.objects.exists()
+
+
+def test_dsn_recipients_are_sampled_with_their_evidence():
+    counters = Counters(Clock(T0))
+    counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
+    counters.flush()
+    samples = list(DSNSample.objects.order_by("original_recipient"))
+    assert [(s.original_recipient, s.status, s.recipient) for s in samples] == [
+        ("a@far.example", "5.1.1", "alice@customer.example"),
+        ("b@far.example", "5.1.1", "alice@customer.example"),
+        ("c@other.example", "5.7.1", "alice@customer.example"),
+    ]
+    assert samples[0].routed_by_us is None  # the DSN named no original Message-ID
+
+
+def test_samples_are_bounded_per_flush_and_spread_over_the_interval():
+    from routing.counters import SAMPLES_PER_FLUSH
+
+    counters = Counters(Clock(T0), seed=1)
+    for i in range(2000):
+        facts = MessageFacts(
+            mail_from="",
+            rcpt_to=(f"r{i}@customer.example",),
+            is_dsn=True,
+            dsn=DSNReport(
+                "mx.example.net", (DSNRecipient(f"u{i}@far.example", "failed", "5.1.1"),)
+            ),
+        )
+        counters.record(facts, decision("high-risk", ("dsn",)))
+    counters.flush()
+    kept = [int(r.split("@")[0][1:]) for r in DSNSample.objects.values_list("recipient", flat=True)]
+    assert len(kept) == SAMPLES_PER_FLUSH
+    assert max(kept) > 1000  # not just the first ones
+    assert DSNCount.objects.get().count == 2000  # counts stay exact
+
+
+def test_dsn_about_a_message_routed_here_is_told_apart_from_backscatter():
+    counters = Counters(Clock(T0))
+    counters.record(MessageFacts(message_id="<abc@customer.example>"), decision())
+    for message_id in ("<ABC@customer.example>", "<forged@victim.example>"):
+        facts = MessageFacts(
+            mail_from="",
+            is_dsn=True,
+            dsn=DSNReport(
+                "mx.example.net",
+                (DSNRecipient("x@far.example", "failed", "5.1.1"),),
+                original_message_id=message_id,
+            ),
+        )
+        counters.record(facts, decision("high-risk", ("dsn",)))
+    counters.flush()
+    assert sorted(DSNSample.objects.values_list("routed_by_us", flat=True)) == [False, True]
