@@ -168,6 +168,10 @@ def share(counter: Counter, predicate) -> float:
     return sum(n for key, n in counter.items() if predicate(key)) / total if total else 0.0
 
 
+def is_policy_status(status: str) -> bool:
+    return status.startswith(("5.7.", "4.7."))
+
+
 def directory_harvest(ev: Evidence) -> Cause:
     unknown = share(ev.statuses, lambda s: bool(UNKNOWN_USER.match(s)))
     distinct = {s.original_recipient for s in ev.samples}
@@ -192,9 +196,11 @@ def backscatter(ev: Evidence) -> Cause:
     known = [s.routed_by_us for s in ev.samples if s.routed_by_us is not None]
     foreign = known.count(False) / len(known) if known else 0.5
     spread = min(1.0, len(recipients) / max(10, len(ev.samples) * 0.5))
+    # Rejections for policy (5.7.x) are about the sending address, not about forged senders.
+    not_policy = 1.0 - share(ev.statuses, is_policy_status)
     return Cause(
         "backscatter",
-        concentrated * spread * foreign,
+        concentrated * spread * foreign * not_policy,
         [
             f"{concentrated:.0%} of the DSNs go to {top_domain or '-'}, "
             f"to {len(recipients)} distinct addresses there",
@@ -223,9 +229,10 @@ def rogue_server(ev: Evidence) -> Cause:
     dominance = count / ev.total if ev.total else 0.0
     usual = ev.source_baselines.get(source, 0.0)
     newness = 1.0 if usual < 1 else min(1.0, count / (usual * 20))
+    # A generic signal: a more specific pattern (a blocklist named, unknown users) wins a tie.
     return Cause(
         "rogue-server",
-        dominance * newness,
+        0.8 * dominance * newness,
         [
             f"{dominance:.0%} of the DSNs come from {source or '-'}, which usually sends "
             f"{usual:g} in such a window",
@@ -234,7 +241,7 @@ def rogue_server(ev: Evidence) -> Cause:
 
 
 def blocked_at_receiver(ev: Evidence) -> Cause:
-    policy = share(ev.statuses, lambda s: s.startswith("5.7.") or s.startswith("4.7."))
+    policy = share(ev.statuses, is_policy_status)
     texts = [s for s in ev.samples if BLOCKLIST_TEXT.search(s.diagnostic)]
     named = len(texts) / len(ev.samples) if ev.samples else 0.0
     addresses = Counter(ip for s in texts for ip in IP_IN_TEXT.findall(s.diagnostic))
