@@ -16,20 +16,13 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing.facts import Decision, MessageFacts
-from routing.models import DSNSample
+from routing.models import DSNCount, DSNSample, RoutingCount
 
 logger = logging.getLogger(__name__)
 
-ROUTING_KEY = ("minute", "pool", "reasons", "source")
-DSN_KEY = (
-    "minute",
-    "pool",
-    "source",
-    "recipient_domain",
-    "original_domain",
-    "status",
-    "reporting_mta",
-)
+# The upsert keys are the models' unique constraints.
+ROUTING_KEY = tuple(RoutingCount._meta.constraints[0].fields)
+DSN_KEY = tuple(DSNCount._meta.constraints[0].fields)
 
 
 def minute_of(now: datetime) -> datetime:
