@@ -124,11 +124,13 @@ _broker = env.broker("CELERY_BROKER_URL")
 if _broker is None:
     _queue = VAR_DIR / "broker"
     (_queue / "processed").mkdir(parents=True, exist_ok=True)
+    (_queue / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue),
         "data_folder_out": str(_queue),
         "processed_folder": str(_queue / "processed"),
+        "control_folder": str(_queue / "control"),  # else "control/" in the working directory
         "store_processed": False,
     }
     _default_results = f"file://{VAR_DIR / 'results'}"
