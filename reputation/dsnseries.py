@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Substr, TruncHour
+from django.db.models.functions import Substr, TruncDay, TruncHour, TruncMinute
 
 from reputation.spikes import Thresholds, window_starts
 from routing.counters import upsert
@@ -75,3 +75,24 @@ def roll_up(*, older_than: datetime, hourly_model, minute_model=DSNCount) -> int
     upsert(hourly_model._meta.db_table, ("hour", *keys), counts)
     deleted, _ = old.delete()
     return deleted
+
+
+BUCKETS = {"minute": TruncMinute, "hour": TruncHour, "day": TruncDay}
+
+
+def volume(
+    *, start: datetime, end: datetime, bucket: str = "hour", pool: str | None = None
+) -> list[tuple[datetime, int]]:
+    """DSNs per bucket between `start` and `end`, from the per-minute counts and, for older
+    times, the hourly roll-up (the dashboard's DSN chart)."""
+    from reputation.models import DSNHourly
+
+    trunc = BUCKETS[bucket]
+    totals: Counter = Counter()
+    for model, field in ((DSNCount, "minute"), (DSNHourly, "hour")):
+        rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+        if pool:
+            rows = rows.filter(pool=pool)
+        rows = rows.annotate(b=trunc(field)).values("b").annotate(n=Sum("count"))
+        totals.update({row["b"]: row["n"] for row in rows})
+    return sorted(totals.items())

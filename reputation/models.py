@@ -1,1 +1,405 @@
-# Blocklists, listings, DSN statistics, spikes and alerts arrive with their issues.
+"""Blocklists (the catalogue), check runs, the per-address state and listing history.
+
+State changes are rows: a `Listing` opens and closes, a `BlocklistEvent` records each
+transition (listing opened or closed, list misbehaving or back) for the alerts to send.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from reputation import dnsbl
+from reputation.spikes import SpikeState, Thresholds
+
+ZONE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
+
+
+class Blocklist(models.Model):
+    """One DNS blocklist and how to read its answers."""
+
+    class Kind(models.TextChoices):
+        IP = dnsbl.IP, "IP addresses"
+        DOMAIN = dnsbl.DOMAIN, "Domain names (HELO / rDNS names)"
+
+    class Weight(models.TextChoices):
+        MAJOR = "major", "Major (takes normal-pool addresses out of rotation)"
+        MINOR = "minor", "Minor (recorded only)"
+
+    zone = models.CharField(
+        max_length=253, unique=True, help_text="The list's DNS zone, e.g. zen.spamhaus.org."
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IP)
+    enabled = models.BooleanField(default=True, help_text="Sweeps query enabled lists only.")
+    weight = models.CharField(max_length=8, choices=Weight.choices, default=Weight.MINOR)
+    ipv6 = models.BooleanField(
+        "answers for IPv6", default=False, help_text="Query IPv6 addresses (nibble format)."
+    )
+    codes = models.JSONField(
+        "return codes",
+        default=dict,
+        blank=True,
+        help_text='Meaning of each listing code, e.g. {"127.0.0.2": "SBL"}. For a bitmask list, '
+        "each code's last octet is one bit.",
+    )
+    bitmask = models.BooleanField(default=False, help_text="Codes combine bits (SURBL, URIBL).")
+    error_codes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Answers that are errors, not listings, e.g. ["127.255.255.254"] or '
+        '["127.255.255.0/24"]. They never open or close a listing.',
+    )
+    not_listing_codes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Positive answers that list nothing (e.g. a whitelist code).",
+    )
+    delist_url = models.URLField("delisting URL", blank=True)
+    max_in_flight = models.PositiveIntegerField(
+        "queries in flight", default=20, help_text="At most this many queries at once (0: any)."
+    )
+    max_qps = models.PositiveIntegerField(
+        "queries per second", default=50, help_text="At most this many per second (0: any)."
+    )
+    max_per_day = models.PositiveIntegerField(
+        "queries per day",
+        default=0,
+        help_text="Daily cap of the list's free tier (0: none). Sweeps spread their work to "
+        "stay inside it and re-check an address only when its last answer's TTL has passed.",
+    )
+    clean_to_close = models.PositiveSmallIntegerField(
+        "clean answers to close",
+        default=2,
+        help_text="A listing closes after this many consecutive clean answers.",
+    )
+    requires_key = models.BooleanField(
+        default=False, help_text="The list is queried only with an access key (DQS-style)."
+    )
+    access_key = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="Queried as <key>.<zone>. Never shown after saving, logged or exported.",
+    )
+    description = models.TextField(blank=True)
+    misbehaving = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Failed its last self-test (RFC 5782 §5): its answers are not applied.",
+    )
+    misbehaving_reason = models.CharField(max_length=300, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["zone"]
+
+    def __str__(self) -> str:
+        return self.zone
+
+    def clean(self) -> None:
+        from reputation import catalogue
+
+        problems = catalogue.spec_problems(catalogue.state_of(self))
+        if problems:
+            raise ValidationError(problems)
+
+    def spec(self) -> dnsbl.ListSpec:
+        return dnsbl.ListSpec(
+            zone=self.zone,
+            kind=self.kind,
+            ipv6=self.ipv6,
+            codes=dict(self.codes),
+            error_codes=tuple(self.error_codes),
+            not_listing=tuple(self.not_listing_codes),
+            bitmask=self.bitmask,
+            access_key=self.access_key,
+        )
+
+
+class CheckRun(models.Model):
+    """One sweep: when, what it covered, and what came back."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        COMMAND = "command", "check_blocklists"
+
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    pool = models.CharField(max_length=64, blank=True, help_text="Only this pool, if set.")
+    zones = models.JSONField(default=list, blank=True, help_text="Only these lists, if set.")
+    started = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+    chunks = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    addresses = models.PositiveIntegerField(default=0)
+    queries = models.PositiveIntegerField(default=0)
+    listed = models.PositiveIntegerField("listed answers", default=0)
+    clean = models.PositiveIntegerField("clean answers", default=0)
+    unknown = models.PositiveIntegerField("unknown answers", default=0)
+    deferred = models.PositiveIntegerField(
+        default=0, help_text="Lookups left for a later sweep (TTL not expired, daily cap)."
+    )
+    errors = models.JSONField(default=dict, blank=True, help_text="Unknown answers per list.")
+    misbehaving = models.JSONField(default=dict, blank=True, help_text="Lists failing self-test.")
+
+    class Meta:
+        ordering = ["-started"]
+        verbose_name = "check run"
+
+    def __str__(self) -> str:
+        return f"{self.trigger} {self.started:%Y-%m-%d %H:%M}"
+
+
+class ChunkDone(models.Model):
+    """A chunk of a run whose results were applied: a retried chunk applies nothing twice."""
+
+    run = models.ForeignKey(CheckRun, on_delete=models.CASCADE, related_name="chunks_applied")
+    index = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="chunkdone_key")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} chunk {self.index}"
+
+
+class AddressCheck(models.Model):
+    """The latest trusted answer for one address on one list, and the clean-answer streak."""
+
+    address = models.CharField(max_length=255)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="checks")
+    status = models.CharField(max_length=8)
+    codes = models.JSONField(default=list, blank=True)
+    clean_streak = models.PositiveIntegerField(default=0)
+    checked = models.DateTimeField()
+    fresh_until = models.DateTimeField(help_text="The answer's TTL: no re-check before.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address", "blocklist"], name="addresscheck_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} on {self.blocklist}: {self.status}"
+
+
+class Listing(models.Model):
+    """An address listed on a list from `opened` until `closed` (open while null)."""
+
+    address = models.CharField(max_length=255)
+    pool = models.CharField(max_length=64, blank=True)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="listings")
+    codes = models.JSONField(default=list)
+    meanings = models.JSONField(default=list)
+    reason = models.TextField(blank=True)
+    opened = models.DateTimeField(default=timezone.now)
+    closed = models.DateTimeField(null=True, blank=True)
+    opened_by = models.ForeignKey(
+        CheckRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_by = models.ForeignKey(
+        CheckRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-opened"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "blocklist"],
+                condition=Q(closed__isnull=True),
+                name="listing_one_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} on {self.blocklist}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed is None
+
+
+class BlocklistEvent(models.Model):
+    """A transition to tell admins about; `processed` is set once an alert went out."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Listing opened"
+        CLOSED = "closed", "Listing closed"
+        MISBEHAVING = "misbehaving", "List failed its self-test"
+        RECOVERED = "recovered", "List passes its self-test again"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="events")
+    address = models.CharField(max_length=255, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    processed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(
+                fields=["created"], condition=Q(processed__isnull=True), name="event_unprocessed"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.blocklist} {self.address}".strip()
+
+
+class QueryUsage(models.Model):
+    """Queries sent to one list on one day, against its daily cap."""
+
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    queries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blocklist", "day"], name="usage_key")]
+
+    def __str__(self) -> str:
+        return f"{self.blocklist} {self.day}: {self.queries}"
+
+
+# --- DSN spikes ------------------------------------------------------------------------------
+
+
+class SpikeThreshold(models.Model):
+    """Spike detection settings: one global row (no dimension), and overrides per dimension
+    or per single series (a source, a domain)."""
+
+    class Dimension(models.TextChoices):
+        GLOBAL = "", "all series (global default)"
+        ALL = "all", "all DSNs together"
+        POOL = "pool", "per pool"
+        SOURCE = "source", "per emitting source"
+        RECIPIENT_DOMAIN = "recipient_domain", "per DSN recipient domain"
+        ORIGINAL_DOMAIN = "original_domain", "per original-recipient domain"
+        STATUS = "status", "per status"
+        STATUS_CLASS = "status_class", "per status class"
+        REPORTING_MTA = "reporting_mta", "per reporting MTA"
+
+    dimension = models.CharField(max_length=32, choices=Dimension.choices, blank=True)
+    value = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="One series (e.g. a source or a domain); empty: every series of the dimension.",
+    )
+    enabled = models.BooleanField(default=True)
+    window_minutes = models.PositiveSmallIntegerField(
+        default=15, help_text="Length of the recent window compared with the baseline."
+    )
+    sensitivity = models.FloatField(
+        default=5.0, help_text="How many spreads above the baseline make a spike."
+    )
+    min_count = models.PositiveIntegerField(
+        default=20, help_text="DSNs the window must hold at least (three bounces are no spike)."
+    )
+    quiet_minutes = models.PositiveSmallIntegerField(
+        default=30, help_text="Back to normal this long before a spike closes."
+    )
+    days = models.PositiveSmallIntegerField(
+        default=14, help_text="Previous days whose same window makes the baseline."
+    )
+
+    class Meta:
+        verbose_name = "spike threshold"
+        constraints = [
+            models.UniqueConstraint(fields=["dimension", "value"], name="spikethreshold_key")
+        ]
+
+    def __str__(self) -> str:
+        where = self.get_dimension_display() + (f" {self.value}" if self.value else "")
+        return f"{where}: x{self.sensitivity:g}, at least {self.min_count}"
+
+    def clean(self) -> None:
+        if self.value and not self.dimension:
+            raise ValidationError({"value": "A single series needs its dimension."})
+        if not 1 <= self.window_minutes <= 1440:
+            raise ValidationError({"window_minutes": "Between 1 and 1440 minutes."})
+        if not 1 <= self.days <= 31:
+            raise ValidationError({"days": "Between 1 and 31 days."})
+        if self.sensitivity <= 0:
+            raise ValidationError({"sensitivity": "Must be above 0."})
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            window_minutes=self.window_minutes,
+            sensitivity=self.sensitivity,
+            min_count=self.min_count,
+            quiet_minutes=self.quiet_minutes,
+            days=self.days,
+        )
+
+
+class Spike(models.Model):
+    """A DSN spike in one series: opened, followed while elevated, closed when quiet."""
+
+    dimension = models.CharField(max_length=32)
+    value = models.CharField(max_length=255, blank=True)
+    started = models.DateTimeField()
+    ended = models.DateTimeField(null=True, blank=True)
+    peak = models.PositiveIntegerField(help_text="Most DSNs in one window.")
+    baseline = models.FloatField(help_text="Usual DSNs in such a window when it opened.")
+    last_count = models.PositiveIntegerField(default=0)
+    calm_since = models.DateTimeField(null=True, blank=True)
+    cause = models.CharField(max_length=32, help_text="Likely cause, from the evidence.")
+    confidence = models.FloatField(default=0.0)
+    evidence = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    processed = models.DateTimeField(
+        null=True, blank=True, help_text="When alerts about the spike's last change went out."
+    )
+
+    class Meta:
+        ordering = ["-started"]
+        indexes = [
+            models.Index(fields=["started"]),
+            models.Index(fields=["dimension", "value"], condition=Q(ended=None), name="spike_open"),
+        ]
+
+    def __str__(self) -> str:
+        series = self.dimension + (f" {self.value}" if self.value else "")
+        return f"{series} since {self.started:%Y-%m-%d %H:%M} ({self.cause})"
+
+    def state(self) -> SpikeState:
+        return SpikeState(self.started, self.peak, self.baseline, self.calm_since)
+
+
+class DSNHourly(models.Model):
+    """DSN counts rolled up per hour once older than the per-minute retention."""
+
+    hour = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    source = models.CharField(max_length=255, blank=True)
+    recipient_domain = models.CharField(max_length=255, blank=True)
+    original_domain = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    reporting_mta = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "DSN count per hour"
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "hour",
+                    "pool",
+                    "source",
+                    "recipient_domain",
+                    "original_domain",
+                    "status",
+                    "reporting_mta",
+                ],
+                name="dsnhourly_key",
+            )
+        ]
+        indexes = [models.Index(fields=["hour", "pool"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.status}: {self.count}"

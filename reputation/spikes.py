@@ -64,8 +64,10 @@ def evaluate(count: int, history: Sequence[int], thresholds: Thresholds) -> Verd
 
 
 def window_starts(now: datetime, thresholds: Thresholds) -> list[datetime]:
-    """Start of the current window, then of the same window on each previous day."""
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=thresholds.window_minutes)
+    """Start of the current window, then of the same window on each previous day. The
+    current window ends with the current (partial) minute: what was just flushed counts."""
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=thresholds.window_minutes)
     return [start - timedelta(days=d) for d in range(thresholds.days + 1)]
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.dns_server import dns_server  # noqa: F401 - the session's unbound on loopback
+from tests.rbldnsd_server import rbldnsd  # noqa: F401 - the session's rbldnsd on loopback
 from tests.support import free_port  # noqa: F401 - re-exported for tests
 
 REQUIRE_ALL = os.environ.get("POOLWARDEN_REQUIRE_ALL") == "1"

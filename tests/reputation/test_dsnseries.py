@@ -30,10 +30,12 @@ def dsn(minute: datetime, count: int, **keys) -> None:
 
 
 def test_current_and_previous_days_windows_are_summed_per_series():
-    dsn(NOW - timedelta(minutes=1), 5, source="a")  # in the current window
-    dsn(NOW - timedelta(minutes=15), 2, source="a")  # first minute of the current window
-    dsn(NOW - timedelta(minutes=16), 100, source="a")  # just before it: not counted
+    dsn(NOW, 1, source="a")  # the current minute, still filling: counted
+    dsn(NOW - timedelta(minutes=1), 4, source="a")
+    dsn(NOW - timedelta(minutes=14), 2, source="a")  # first minute of the current window
+    dsn(NOW - timedelta(minutes=15), 100, source="a")  # just before it: not counted
     dsn(NOW - timedelta(days=1, minutes=3), 7, source="a")
+    dsn(NOW - timedelta(days=1, minutes=15), 50, source="a")  # before that day's window
     dsn(NOW - timedelta(days=3, minutes=3), 1, source="b")
     dsn(NOW - timedelta(days=4, minutes=3), 50, source="a")  # beyond the history asked
     assert window_sums("source", NOW, T) == {"a": [7, 7, 0, 0], "b": [0, 0, 0, 1]}

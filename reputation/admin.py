@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from reputation import dnsbl
+from reputation.models import Blocklist, BlocklistEvent, CheckRun, Listing, Spike, SpikeThreshold
+
+
+class BlocklistForm(forms.ModelForm):
+    """The access key is write-only: typed in, never shown again."""
+
+    new_access_key = forms.CharField(
+        label="access key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Type a key to set or replace it (queried as <key>.<zone>); leave empty to "
+        "keep the current one. It is never shown after saving.",
+    )
+    clear_access_key = forms.BooleanField(label="remove the access key", required=False)
+    delist_url = forms.URLField(label="delisting URL", required=False, assume_scheme="https")
+
+    class Meta:
+        model = Blocklist
+        fields = [  # every field but the write-only access_key
+            "zone",
+            "kind",
+            "enabled",
+            "weight",
+            "ipv6",
+            "description",
+            "codes",
+            "bitmask",
+            "error_codes",
+            "not_listing_codes",
+            "delist_url",
+            "max_in_flight",
+            "max_qps",
+            "max_per_day",
+            "clean_to_close",
+            "requires_key",
+        ]
+
+    def clean_new_access_key(self) -> str:
+        key = self.cleaned_data["new_access_key"]
+        problem = dnsbl.access_key_problem(key)
+        if problem:
+            raise forms.ValidationError(problem)
+        return key
+
+    def _post_clean(self) -> None:
+        key = self.cleaned_data.get("new_access_key")
+        if self.cleaned_data.get("clear_access_key"):
+            self.instance.access_key = ""
+        elif key:
+            self.instance.access_key = key
+        super()._post_clean()
+
+
+@admin.register(Blocklist)
+class BlocklistAdmin(admin.ModelAdmin):
+    form = BlocklistForm
+    list_display = [
+        "zone",
+        "kind",
+        "weight",
+        "enabled",
+        "ipv6",
+        "misbehaving",
+        "key_status",
+        "max_per_day",
+    ]
+    list_filter = ["enabled", "kind", "weight", "misbehaving"]
+    search_fields = ["zone", "description"]
+    readonly_fields = ["key_status", "misbehaving", "misbehaving_reason", "created", "updated"]
+    fieldsets = [
+        (None, {"fields": ["zone", "kind", "enabled", "weight", "ipv6", "description"]}),
+        (
+            "Answers",
+            {"fields": ["codes", "bitmask", "error_codes", "not_listing_codes", "delist_url"]},
+        ),
+        (
+            "Limits",
+            {"fields": ["max_in_flight", "max_qps", "max_per_day", "clean_to_close"]},
+        ),
+        (
+            "Access",
+            {"fields": ["requires_key", "key_status", "new_access_key", "clear_access_key"]},
+        ),
+        ("Self-test", {"fields": ["misbehaving", "misbehaving_reason", "created", "updated"]}),
+    ]
+
+    @admin.display(description="access key")
+    def key_status(self, obj: Blocklist) -> str:
+        if obj.access_key:
+            return "set (hidden)"
+        return "required, not set" if obj.requires_key else "none"
+
+    def save_model(self, request: HttpRequest, obj: Blocklist, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.requires_key and not obj.access_key and obj.enabled:
+            messages.warning(request, f"{obj.zone} is not queried until an access key is set.")
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    list_display = ["address", "pool", "blocklist", "codes", "opened", "closed"]
+    list_filter = [("closed", admin.EmptyFieldListFilter), "blocklist", "pool"]
+    search_fields = ["address", "reason"]
+    date_hierarchy = "opened"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(CheckRun)
+class CheckRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "started",
+        "finished",
+        "trigger",
+        "addresses",
+        "queries",
+        "listed",
+        "clean",
+        "unknown",
+        "deferred",
+        "chunks_done",
+        "chunks",
+    ]
+    list_filter = ["trigger"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(BlocklistEvent)
+class BlocklistEventAdmin(admin.ModelAdmin):
+    list_display = ["created", "kind", "blocklist", "address", "detail", "processed"]
+    list_filter = ["kind", ("processed", admin.EmptyFieldListFilter)]
+    search_fields = ["address", "detail"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(SpikeThreshold)
+class SpikeThresholdAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "dimension",
+        "value",
+        "enabled",
+        "window_minutes",
+        "sensitivity",
+        "min_count",
+        "quiet_minutes",
+        "days",
+    ]
+    list_filter = ["dimension", "enabled"]
+    search_fields = ["value"]
+
+
+@admin.register(Spike)
+class SpikeAdmin(admin.ModelAdmin):
+    list_display = ["started", "ended", "dimension", "value", "peak", "baseline", "cause"]
+    list_filter = ["cause", "dimension", ("ended", admin.EmptyFieldListFilter)]
+    search_fields = ["value"]
+    date_hierarchy = "started"
+    readonly_fields = [
+        "dimension",
+        "value",
+        "started",
+        "ended",
+        "peak",
+        "baseline",
+        "last_count",
+        "calm_since",
+        "cause",
+        "confidence",
+        "evidence_text",
+        "created",
+        "updated",
+        "processed",
+    ]
+    exclude = ["evidence"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # spikes are found, not entered
+
+    @admin.display(description="evidence")
+    def evidence_text(self, obj: Spike) -> str:
+        doc = obj.evidence or {}
+        lines = list(doc.get("summary", []))
+        for label in (
+            "top_sources",
+            "top_recipient_domains",
+            "top_original_domains",
+            "top_statuses",
+            "top_reporting_mtas",
+        ):
+            pairs = ", ".join(f"{k or '-'} ({n})" for k, n in doc.get(label, []))
+            if pairs:
+                lines.append(f"{label.replace('_', ' ')}: {pairs}")
+        for cause in doc.get("causes", []):
+            lines.append(
+                f"{cause['name']} {cause['confidence']:.2f}: {'; '.join(cause['evidence'])}"
+            )
+        return format_html_join("\n", "<div>{}</div>", ((line,) for line in lines))

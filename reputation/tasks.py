@@ -1,0 +1,79 @@
+"""Celery tasks: thin shells around reputation.runs.
+
+`reputation.sweep` (started by beat) plans a run and fans its chunks out;
+`reputation.sweep_chunk` runs one. Chunks are acknowledged late and re-queued if their worker
+dies, and a chunk applied already is never applied twice (see listings.apply_chunk).
+"""
+
+from __future__ import annotations
+
+import random
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError, transaction
+
+from reputation import runs
+from reputation.models import CheckRun
+
+
+@shared_task(name="reputation.sweep")
+def sweep(jitter: float | None = None) -> int:
+    """Plan a scheduled run and queue its chunks, each after a random delay up to `jitter`
+    seconds (POOLWARDEN_SWEEP_JITTER, default 120), so lists see the load spread."""
+    if jitter is None:
+        jitter = getattr(settings, "POOLWARDEN_SWEEP_JITTER", 120)
+    plan = runs.start_run(trigger=CheckRun.Trigger.SCHEDULE)
+    for index, chunk in enumerate(plan.chunks):
+        delay = random.uniform(0, jitter) if jitter else 0
+        transaction.on_commit(
+            lambda i=index, c=chunk, d=delay: sweep_chunk.apply_async(
+                (plan.run.pk, i, c), countdown=d
+            )
+        )
+    return plan.run.pk
+
+
+@shared_task(
+    name="reputation.sweep_chunk",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError, DatabaseError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def sweep_chunk(run_id: int, index: int, chunk: dict[str, list[str]]) -> None:
+    run = CheckRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return  # the run was deleted meanwhile
+    runs.run_chunk(run, index, chunk)
+
+
+@shared_task(name="reputation.detect_spikes")
+def detect_spikes() -> dict:
+    """Judge every DSN series against its baseline; open, follow and close spikes."""
+    from django.utils import timezone
+
+    from reputation.detection import detect
+
+    run = detect(timezone.now())
+    return {"series": run.series, "opened": len(run.opened), "closed": len(run.closed)}
+
+
+@shared_task(name="reputation.roll_up_dsn_counts")
+def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
+    """Fold per-minute DSN counts older than POOLWARDEN_DSN_MINUTE_DAYS (default 32) into
+    hourly rows, and drop hourly rows older than POOLWARDEN_DSN_HOURLY_DAYS (default 400)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reputation.dsnseries import roll_up
+    from reputation.models import DSNHourly
+
+    days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
+    now = timezone.now()
+    rolled = roll_up(older_than=now - timedelta(days=days), hourly_model=DSNHourly)
+    horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
+    DSNHourly.objects.filter(hour__lt=horizon).delete()
+    return rolled

@@ -1,0 +1,127 @@
+"""DSN spikes end to end: DSNs routed by the engine (real DNS on loopback), counted and
+flushed, judged by the periodic task; roll-up; the configuration section; admin access."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from reputation.dsnseries import volume
+from reputation.models import DSNHourly, Spike, SpikeThreshold
+from reputation.tasks import detect_spikes, roll_up_dsn_counts
+from routing.configdoc import DocumentError, apply_plan, plan_document
+from routing.models import DSNCount
+
+pytestmark = pytest.mark.django_db
+
+SAMPLE = Path(__file__).resolve().parent.parent / "routing" / "samples" / "dsn"
+
+
+@pytest.mark.integration
+def test_dsns_routed_by_the_engine_open_a_spike_with_its_cause(engine):
+    raw = (SAMPLE / "postfix-bounce-user-unknown.eml").read_text()
+    for i in range(60):
+        message = raw.replace("bob@example.org", f"user{i}@example.org").encode()
+        _, decision = engine.route_message(
+            message, mail_from="", rcpt_to=["alice@both.test"], source="mx.customer.test"
+        )
+        assert decision.pool == "high-risk" and "dsn" in decision.reasons
+    engine.counters.flush()
+    result = detect_spikes.apply().get()
+    assert result["opened"] >= 1
+    spike = Spike.objects.get(dimension="all")
+    assert spike.peak == 60 and spike.ended is None
+    assert spike.cause == "directory-harvest"
+    assert spike.evidence["top_sources"] == [["mx.customer.test", 60]]
+    assert Spike.objects.filter(dimension="source", value="mx.customer.test").exists()
+
+
+def test_roll_up_moves_old_minutes_into_hours_and_keeps_the_totals():
+    old = timezone.now() - timedelta(days=40)
+    hour = old.replace(minute=0, second=0, microsecond=0)
+    for minute, count in ((1, 3), (2, 4), (61, 5)):
+        DSNCount.objects.create(
+            minute=hour + timedelta(minutes=minute), pool="high-risk", status="5.1.1", count=count
+        )
+    recent = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
+    DSNCount.objects.create(minute=recent, pool="high-risk", status="5.1.1", count=9)
+    before = sum(n for _, n in volume(start=old - timedelta(days=1), end=timezone.now()))
+    assert roll_up_dsn_counts.apply().get() == 3
+    assert sorted(DSNHourly.objects.values_list("count", flat=True)) == [5, 7]
+    assert DSNCount.objects.count() == 1
+    assert roll_up_dsn_counts.apply().get() == 0  # re-runnable
+    after = sum(n for _, n in volume(start=old - timedelta(days=1), end=timezone.now()))
+    assert before == after == 21
+
+
+def test_volume_buckets_by_hour_and_filters_by_pool():
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    for minute, pool in ((5, "high-risk"), (6, "other"), (65, "high-risk")):
+        DSNCount.objects.create(minute=at + timedelta(minutes=minute), pool=pool, count=2)
+    points = volume(start=at, end=at + timedelta(hours=3), pool="high-risk")
+    assert points == [(at, 2), (at + timedelta(hours=1), 2)]
+
+
+def test_thresholds_round_trip_through_the_configuration_document():
+    doc = (
+        "[[spike_thresholds]]\ndimension = 'source'\nvalue = 'big'\nmin_count = 200\n"
+        "sensitivity = 6.5\n"
+    )
+    apply_plan(plan_document(doc))
+    row = SpikeThreshold.objects.get(dimension="source", value="big")
+    assert (row.min_count, row.sensitivity, row.window_minutes) == (200, 6.5, 15)
+    assert plan_document(doc).changes == []
+    assert SpikeThreshold.objects.filter(dimension="").exists()  # the seeded global row stays
+    assert "- spike threshold global" in plan_document(doc, prune=True).changes
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ("[[spike_thresholds]]\ndimension = 'planet'", "is not a valid choice"),
+        ("[[spike_thresholds]]\ndimension = 'source'\ndays = 90", "Between 1 and 31 days"),
+        ("[[spike_thresholds]]\nvalue = 'x'", "A single series needs its dimension"),
+        ("[[spike_thresholds]]\nsensitivity = 'high'", "sensitivity"),
+        ("[[spike_thresholds]]\ncolour = 'red'", "unknown key 'colour'"),
+    ],
+)
+def test_bad_thresholds_are_refused(doc, problem):
+    with pytest.raises(DocumentError) as raised:
+        plan_document(doc)
+    assert problem in str(raised.value)
+
+
+def test_viewer_reads_spikes_and_operator_edits_thresholds(client, viewer, operator):
+    spike = Spike.objects.create(
+        dimension="all",
+        started=timezone.now(),
+        peak=50,
+        baseline=3,
+        cause="rogue-server",
+        evidence={"summary": ["one source"]},
+    )
+    client.force_login(viewer)
+    assert client.get("/admin/reputation/spike/").status_code == 200
+    page = client.get(f"/admin/reputation/spike/{spike.pk}/change/").content.decode()
+    assert "one source" in page
+    assert client.get("/admin/reputation/spikethreshold/add/").status_code == 403
+    client.force_login(operator)
+    response = client.post(
+        "/admin/reputation/spikethreshold/add/",
+        {
+            "dimension": "source",
+            "value": "mx1",
+            "enabled": "on",
+            "window_minutes": 10,
+            "sensitivity": 4,
+            "min_count": 50,
+            "quiet_minutes": 20,
+            "days": 7,
+        },
+    )
+    assert response.status_code == 302
+    assert SpikeThreshold.objects.get(value="mx1").min_count == 50
+    assert client.get("/admin/reputation/spike/add/").status_code == 403

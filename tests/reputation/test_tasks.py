@@ -1,0 +1,145 @@
+"""Celery tasks: the scheduled sweep fans out chunks; a chunk applies exactly once; and a real
+worker runs a whole scheduled sweep end to end."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reputation import runs, tasks
+from reputation.models import AddressCheck, BlocklistEvent, CheckRun, ChunkDone, Listing
+from tests.support import REPO, stop_group
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.django_db
+def test_scheduled_sweep_queues_one_chunk_per_256_addresses(
+    catalogue, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(runs, "CHUNK_ADDRESSES", 10)
+    sent = []
+    monkeypatch.setattr(
+        tasks.sweep_chunk, "apply_async", lambda args, countdown: sent.append((args, countdown))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = tasks.sweep(jitter=0)
+    run = CheckRun.objects.get(pk=run_id)
+    assert run.trigger == "schedule" and run.chunks == 4 == len(sent)  # 34 addresses
+    assert [args[:2] for args, _ in sent] == [(run_id, i) for i in range(4)]
+    for args, _ in sent:
+        tasks.sweep_chunk(*args)
+    run.refresh_from_db()
+    assert run.finished is not None and run.chunks_done == 4
+    assert Listing.objects.filter(closed__isnull=True).count() == 7
+
+
+@pytest.mark.django_db
+def test_a_retried_chunk_applies_nothing_twice(catalogue):
+    plan = runs.start_run(trigger="schedule")
+    tasks.sweep_chunk(plan.run.pk, 0, plan.chunks[0])
+    counted = CheckRun.objects.get(pk=plan.run.pk).listed
+    tasks.sweep_chunk(plan.run.pk, 0, plan.chunks[0])  # the broker redelivered it
+    assert ChunkDone.objects.filter(run=plan.run).count() == 1
+    assert CheckRun.objects.get(pk=plan.run.pk).listed == counted
+    assert BlocklistEvent.objects.filter(kind="opened").count() == 7
+
+
+@pytest.mark.django_db
+def test_scheduled_sweep_skips_answers_whose_ttl_has_not_passed(catalogue):
+    runs.run_now()
+    plan = runs.start_run(trigger="schedule")
+    # Only the unknown answer (an error code) is due again at once.
+    assert plan.chunks == [{"zen.test": ["192.0.2.9"]}]
+    assert plan.run.deferred == 34 * 4 - 6 - 1
+    AddressCheck.objects.update(fresh_until=AddressCheck.objects.first().checked)
+    assert runs.start_run(trigger="schedule").run.deferred == 0
+
+
+def test_chunks_are_acknowledged_late_and_requeued_when_their_worker_dies():
+    assert tasks.sweep_chunk.acks_late and tasks.sweep_chunk.reject_on_worker_lost
+
+
+@pytest.mark.django_db
+def test_every_datagram_counts_against_the_daily_cap(catalogue):
+    from reputation.models import QueryUsage
+
+    runs.run_now(zones=["minor.test"])
+    used = QueryUsage.objects.get(blocklist__zone="minor.test").queries
+    assert used == 2 + 32 + 1  # self-test, the 32 IPv4 addresses, one TXT for the listing
+
+
+@pytest.mark.django_db
+def test_daily_cap_limits_a_run_to_its_share(catalogue):
+    from reputation.models import Blocklist
+
+    Blocklist.objects.filter(zone="zen.test").update(max_per_day=48)
+    plan = runs.start_run(trigger="schedule")
+    zen = sum(len(chunk.get("zen.test", [])) for chunk in plan.chunks)
+    assert 1 <= zen < 34
+
+
+TEST_CATALOGUE = """
+[[blocklists]]
+zone = "zen.test"
+weight = "major"
+ipv6 = true
+codes = { "127.0.0.2" = "SBL", "127.0.0.4" = "XBL" }
+error_codes = ["127.255.255.0/24"]
+max_in_flight = 0
+max_qps = 0
+"""
+
+
+def manage_json(site, code: str) -> object:
+    done = site.manage("shell", "-c", code)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_real_worker_runs_a_scheduled_sweep_end_to_end(site, rbldnsd, tmp_path):
+    doc = tmp_path / "lists.toml"
+    doc.write_text(TEST_CATALOGUE)
+    assert site.manage("config_import", str(doc), "--prune").returncode == 0
+    site.env["POOLWARDEN_NAMESERVERS"] = rbldnsd.nameserver
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config.celery",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            f"--hostname=sweep-{secrets.token_hex(4)}@%h",
+        ],
+        cwd=REPO,
+        env=site.env,
+        start_new_session=True,
+    )
+    try:
+        done = site.manage(
+            "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
+        )
+        assert done.returncode == 0, done.stderr
+        query = (
+            "import json; from reputation.models import CheckRun, Listing; "
+            "r = CheckRun.objects.first(); "
+            "print(json.dumps([r and r.finished is not None, sorted(Listing.objects"
+            ".values_list('address', flat=True))]))"
+        )
+        deadline = time.monotonic() + 90
+        finished, listed = False, []
+        while time.monotonic() < deadline and not finished:
+            time.sleep(1)
+            finished, listed = manage_json(site, query)
+        assert finished, "the worker did not finish the sweep"
+        assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
+    finally:
+        assert stop_group(worker), "worker did not stop on SIGTERM"
