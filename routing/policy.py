@@ -42,12 +42,23 @@ class PoolSnapshot:
 
 
 @dataclass(frozen=True)
+class SpamdSettings:
+    """Where the milter asks SpamAssassin's spamd for a score (off by default)."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1:783"  # host:port or unix:/path
+    timeout: float = 5.0
+    max_bytes: int = 512 * 1024
+
+
+@dataclass(frozen=True)
 class PolicySnapshot:
     spam_threshold: float = 5.0
     trusted_headers: tuple[str, ...] = ("X-Spam-Score", "X-Spam-Status")
     on_dns_failure: str = "ignore"
     fallback: str = HIGH_RISK
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)  # by kind
+    spamd: SpamdSettings = SpamdSettings()
     problems: tuple[str, ...] = ()
 
     def pool(self, kind: str) -> PoolSnapshot | None:
@@ -78,6 +89,12 @@ def load_snapshot() -> PolicySnapshot:
         on_dns_failure=policy.on_dns_failure,
         fallback=policy.fallback,
         pools=pools,
+        spamd=SpamdSettings(
+            enabled=policy.spamd_enabled,
+            address=policy.spamd_address,
+            timeout=policy.spamd_timeout,
+            max_bytes=policy.spamd_max_bytes,
+        ),
     )
 
 

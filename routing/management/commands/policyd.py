@@ -1,0 +1,46 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from routing.engine import get_engine, stop_engine
+from routing.policyd import PolicyServer
+from routing.postfix import ListenError, parse_listen
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the Postfix policy delegation service (envelope rules only): answers "
+        "FILTER <transport>: or DUNNO. Stops cleanly on SIGTERM, flushing its counters."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--listen", required=True, help="HOST:PORT, inet:HOST:PORT or unix:/path"
+        )
+        parser.add_argument(
+            "--nexthop", default="", help="next hop in FILTER answers, as in postfix_config"
+        )
+
+    def handle(self, *args, listen: str, nexthop: str, **options):
+        try:
+            where = parse_listen(listen)
+        except ListenError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        engine = get_engine()
+        try:
+            engine.snapshots.get()
+            server = PolicyServer(where, engine, nexthop).start()
+        except OSError as exc:
+            stop_engine()
+            raise CommandError(f"cannot listen on {listen}: {exc.strerror}") from None
+        wait_for_stop_signal()
+        server.stop()
+        stop_engine()
+
+
+def wait_for_stop_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
