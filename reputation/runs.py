@@ -36,7 +36,8 @@ class RunPlan:
 
 
 def pool_addresses(pool: str | None = None) -> dict[str, str]:
-    """Every address of every pool (or of `pool`), with its pool's name."""
+    """Every address of every pool (or of `pool`), with its pool's name; and every HELO/rDNS
+    name of those addresses (for the domain lists), with its pool's name."""
     from routing.models import Pool, PoolAddress
 
     rows = PoolAddress.objects.select_related("pool").order_by("pool__name", "id")
@@ -45,7 +46,9 @@ def pool_addresses(pool: str | None = None) -> dict[str, str]:
             names = ", ".join(Pool.objects.order_by("name").values_list("name", flat=True))
             raise RunError(f"no pool named {pool!r} (pools: {names or 'none'})")
         rows = rows.filter(pool__name=pool)
-    return {row.address: row.pool.name for row in rows}
+    targets = {row.address: row.pool.name for row in rows}
+    targets.update({row.hostname: row.pool.name for row in rows if row.hostname})
+    return targets
 
 
 def chosen_blocklists(zones: list[str] | None = None) -> list[Blocklist]:

@@ -110,6 +110,7 @@ class PoolAddressAdmin(admin.ModelAdmin):
             "ip_range",
             "active",
             "reason",
+            "hostname",
             "listed",
             "listed_reason",
             "keep_in_rotation",

@@ -114,6 +114,7 @@ class PoolState:
     addresses: list[str] = field(default_factory=list)  # explicit, inside larger IPv6 ranges
     out_of_rotation: dict[str, str] = field(default_factory=dict)
     in_rotation: list[str] = field(default_factory=list)  # overrides of a default-out address
+    hostnames: dict[str, str] = field(default_factory=dict)  # address -> HELO/rDNS name
 
     def to_toml(self) -> dict:
         data = {
@@ -129,6 +130,8 @@ class PoolState:
             data["out_of_rotation"] = self.out_of_rotation
         if self.in_rotation:
             data["in_rotation"] = self.in_rotation
+        if self.hostnames:
+            data["hostnames"] = self.hostnames
         return data
 
 
@@ -154,6 +157,8 @@ def current_pools() -> dict[str, PoolState]:
                 state.out_of_rotation[address.address] = address.reason
             if address.active and default is not None and not default.active:
                 state.in_rotation.append(address.address)
+            if address.hostname:
+                state.hostnames[address.address] = address.hostname
         result[pool.name] = state
     return result
 
@@ -231,6 +236,7 @@ POOL_KEYS = {
     "addresses",
     "out_of_rotation",
     "in_rotation",
+    "hostnames",
 }
 
 
@@ -252,6 +258,7 @@ def pool_state(entry: Any, where: str) -> PoolState:
         ("addresses", list, []),
         ("out_of_rotation", dict, {}),
         ("in_rotation", list, []),
+        ("hostnames", dict, {}),
     ]
     values = {}
     for key, kind_of, default in checks:
@@ -280,6 +287,13 @@ def pool_state(entry: Any, where: str) -> PoolState:
         )
     )
     back = each(pools.parse_address, values["in_rotation"])
+    hostnames = dict(
+        zip(
+            each(pools.parse_address, values["hostnames"]),
+            each(pools.normalized_hostname, values["hostnames"].values()),
+            strict=False,
+        )
+    )
     if problems:
         raise DocumentError(problems)
     return PoolState(
@@ -291,6 +305,7 @@ def pool_state(entry: Any, where: str) -> PoolState:
         sorted(addresses, key=_range_order),
         dict(sorted(out.items(), key=lambda item: _range_order(item[0]))),
         sorted(back, key=_range_order),
+        dict(sorted(hostnames.items(), key=lambda item: _range_order(item[0]))),
     )
 
 
@@ -304,6 +319,9 @@ def address_problems(state: PoolState) -> list[str]:
             problems.append(f"pool {state.name!r}: {address} is in none of the pool's ranges")
     known = set(defaults) | set(state.addresses)
     for address in [*state.out_of_rotation, *state.in_rotation]:
+        if address not in known:
+            problems.append(f"pool {state.name!r}: {address} is not an address of the pool")
+    for address in state.hostnames:
         if address not in known:
             problems.append(f"pool {state.name!r}: {address} is not an address of the pool")
     for address, reason in state.out_of_rotation.items():
@@ -327,6 +345,8 @@ def describe_pool_changes(old: PoolState | None, new: PoolState) -> list[str]:
         changes += [f"- pool {new.name}: {attr[:-1]} {x}" for x in sorted(before - after)]
     if old.out_of_rotation != new.out_of_rotation:
         changes.append(f"~ pool {new.name}: out_of_rotation changed")
+    if old.hostnames != new.hostnames:
+        changes.append(f"~ pool {new.name}: hostnames changed")
     return changes
 
 
@@ -370,6 +390,10 @@ def store_pool(state: PoolState) -> None:
         if (address.active, address.reason) != (active, reason):
             address.active, address.reason, address.state_changed = active, reason, now
             address.save(update_fields=["active", "reason", "state_changed"])
+        hostname = state.hostnames.get(address.address, "")
+        if address.hostname != hostname:
+            address.hostname = hostname
+            address.save(update_fields=["hostname"])
 
 
 # --- routing policy ----------------------------------------------------------------------

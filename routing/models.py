@@ -125,6 +125,13 @@ class PoolAddress(models.Model):
         max_length=200, blank=True, help_text="Why the address is out of rotation."
     )
     state_changed = models.DateTimeField(default=timezone.now)
+    hostname = models.CharField(
+        "HELO / rDNS name",
+        max_length=253,
+        blank=True,
+        help_text="The name this address says in HELO and its PTR record: checked on the "
+        "domain blocklists (e.g. Spamhaus DBL) at every sweep.",
+    )
     listed = models.BooleanField(
         "out: listed",
         default=False,
@@ -157,6 +164,11 @@ class PoolAddress(models.Model):
             self.address = str(pools.parse_address(self.address))
         except pools.RangeError as exc:
             raise ValidationError({"address": str(exc)}) from None
+        if self.hostname:
+            try:
+                self.hostname = pools.normalized_hostname(self.hostname)
+            except pools.RangeError as exc:
+                raise ValidationError({"hostname": str(exc)}) from None
         if not self.active and not self.reason.strip():
             raise ValidationError({"reason": "Say why the address is out of rotation."})
         if self.pool_id is None or self.ip_range_id is not None:

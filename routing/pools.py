@@ -127,3 +127,17 @@ def containing_range(address: str, ranges: Iterable[str]) -> str | None:
 
 def normalized(cidr: str) -> str:
     return str(parse_range(cidr))
+
+
+def normalized_hostname(text: str) -> str:
+    """A HELO/rDNS host name, lowercase IDNA without the root dot; RangeError if invalid."""
+    import dns.name
+
+    name = (text or "").strip().rstrip(".").lower()
+    try:
+        parsed = dns.name.from_text(name, origin=None)
+        if len(parsed.labels) < 2 or not all(parsed.labels):
+            raise ValueError("needs at least two labels")
+        return parsed.to_text(omit_final_dot=True).lower()
+    except Exception:  # dnspython raises several types for bad names
+        raise RangeError(f"{text!r} is not a host name") from None

@@ -98,6 +98,13 @@ class DNSServer:
     def nameserver(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def silent_nameserver(self) -> str:
+        """A loopback DNS endpoint that takes every query and never answers: the dependable
+        way to make a client time out. (Through unbound, slow.test. times out only until
+        unbound gives the silent upstream up, after which it answers SERVFAIL at once.)"""
+        return f"{HOST}:{self.silent_upstream.port}"
+
     def resolver(self, lifetime: float = 3.0) -> dns.resolver.Resolver:
         """A dnspython resolver that asks only this server (no /etc/resolv.conf)."""
         resolver = dns.resolver.Resolver(configure=False)

@@ -120,3 +120,18 @@ def test_command_runs_as_a_user_would_without_traceback(site, rbldnsd):
     data = json.loads(done.stdout)
     # The seeded real lists are asked through rbldnsd on loopback, which refuses them all.
     assert data["listed"] == [] and "zen.spamhaus.org" in data["misbehaving"]
+
+
+def test_helo_names_of_pool_addresses_are_checked_on_domain_lists(catalogue):
+    from routing.models import PoolAddress
+    from tests.reputation.conftest import make_list
+
+    make_list("dbl.test", kind="domain", weight="major", codes={"127.0.1.2": "spam domain"})
+    PoolAddress.objects.filter(address="192.0.2.1").update(hostname="spam.example")
+    PoolAddress.objects.filter(address="192.0.2.2").update(hostname="mta2.ham.example")
+    code, out, _ = run("--json", "--list", "dbl.test")
+    assert code == 0
+    listed = json.loads(out)["listed"]
+    assert [(x["address"], x["zone"], x["codes"]) for x in listed] == [
+        ("spam.example", "dbl.test", ["127.0.1.2"])
+    ]
