@@ -138,6 +138,11 @@ if _broker is None:
 else:
     CELERY_BROKER_URL = _broker
     _default_results = _broker if _broker.startswith(("redis://", "rediss://")) else None
+    # A task whose worker died unacknowledged (late ack) goes back to the queue after this.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.get_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_throttle": 1,  # look for such tasks every 10 s, not every 100 s
+    }
 CELERY_RESULT_BACKEND = env.get_str("CELERY_RESULT_BACKEND", _default_results)
 CELERY_TASK_IGNORE_RESULT = True  # tasks that return something opt in
 CELERY_RESULT_EXPIRES = 3600
@@ -162,6 +167,10 @@ POOLWARDEN_SWEEP_JITTER = env.get_int("POOLWARDEN_SWEEP_JITTER", 120)
 # then rolled up into hourly counts kept this many days.
 POOLWARDEN_DSN_MINUTE_DAYS = env.get_int("POOLWARDEN_DSN_MINUTE_DAYS", 32)
 POOLWARDEN_DSN_HOURLY_DAYS = env.get_int("POOLWARDEN_DSN_HOURLY_DAYS", 400)
+# Alerts: links in alerts point here; a listing reopened within this many seconds of its
+# closing is flapping and not alerted again.
+POOLWARDEN_BASE_URL = env.get_str("POOLWARDEN_BASE_URL", "http://127.0.0.1:8000")
+POOLWARDEN_FLAP_SECONDS = env.get_int("POOLWARDEN_FLAP_SECONDS", 6 * 3600)
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -143,3 +144,87 @@ def test_real_worker_runs_a_scheduled_sweep_end_to_end(site, rbldnsd, tmp_path):
         assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
     finally:
         assert stop_group(worker), "worker did not stop on SIGTERM"
+
+
+KILL_CATALOGUE = (
+    TEST_CATALOGUE
+    + """
+[[blocklists]]
+zone = "silent.test"
+weight = "minor"
+max_in_flight = 0
+max_qps = 0
+"""
+)
+
+
+def start_worker(site, name: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config.celery",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            f"--hostname={name}-{secrets.token_hex(4)}@%h",
+        ],
+        cwd=REPO,
+        env=site.env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.integration
+def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rbldnsd, tmp_path):
+    """SIGKILL the worker while it sweeps a chunk (silent.test keeps it busy for seconds):
+    the unacknowledged chunk comes back from Redis to a new worker and is applied once."""
+    doc = tmp_path / "lists.toml"
+    doc.write_text(KILL_CATALOGUE)
+    assert site.manage("config_import", str(doc), "--prune").returncode == 0
+    db = 8 + secrets.randbelow(7)
+    site.env |= {
+        "POOLWARDEN_NAMESERVERS": rbldnsd.nameserver,
+        "POOLWARDEN_DNS_TIMEOUT": "6",  # silent.test: 3 attempts of 2 s per query
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{db}",
+        "CELERY_VISIBILITY_TIMEOUT": "4",
+    }
+    first = start_worker(site, "doomed")
+    try:
+        done = site.manage(
+            "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
+        )
+        assert done.returncode == 0, done.stderr
+        started = (
+            "import json; from reputation.models import CheckRun; print(json.dumps("
+            "CheckRun.objects.exists()))"
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not manage_json(site, started):
+            time.sleep(0.5)
+        time.sleep(2)  # the chunk is being swept now: silent.test takes 6 s
+    finally:
+        stop_group(first, signal.SIGKILL, timeout=10)
+    query = (
+        "import json; from reputation.models import CheckRun, ChunkDone, Listing; "
+        "r = CheckRun.objects.get(); "
+        "print(json.dumps([r.finished is not None, ChunkDone.objects.count(), sorted(Listing"
+        ".objects.values_list('address', flat=True))]))"
+    )
+    assert manage_json(site, query)[0] is False  # killed before it finished
+    second = start_worker(site, "heir")
+    try:
+        deadline = time.monotonic() + 90
+        finished, chunks, listed = False, 0, []
+        while time.monotonic() < deadline and not finished:
+            time.sleep(1)
+            finished, chunks, listed = manage_json(site, query)
+        assert finished, "the chunk of the killed worker never came back"
+        assert chunks == 1
+        assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
+    finally:
+        assert stop_group(second), "worker did not stop on SIGTERM"
