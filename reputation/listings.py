@@ -241,7 +241,9 @@ def refresh_rotation(pools: dict[str, str]) -> int:
     for listing in major:
         listings.setdefault(listing.address, []).append(listing)
     changed = []
-    for address in PoolAddress.objects.filter(address__in=list(pools)).select_related("pool"):
+    # Targets also hold HELO names (for domain lists): an address column can't compare those.
+    addresses = [target for target in pools if dnsbl.ip_or_none(target)]
+    for address in PoolAddress.objects.filter(address__in=addresses).select_related("pool"):
         found = listings.get(address.address, []) if address.pool.take_listed_out else []
         reason = "; ".join(f"{x.blocklist.zone} {', '.join(x.codes)}" for x in found)[:300]
         if (address.listed, address.listed_reason) != (bool(found), reason):

@@ -129,8 +129,8 @@ def test_helo_names_of_pool_addresses_are_checked_on_domain_lists(catalogue):
     make_list("dbl.test", kind="domain", weight="major", codes={"127.0.1.2": "spam domain"})
     PoolAddress.objects.filter(address="192.0.2.1").update(hostname="spam.example")
     PoolAddress.objects.filter(address="192.0.2.2").update(hostname="mta2.ham.example")
-    code, out, _ = run("--json", "--list", "dbl.test")
-    assert code == 0
+    code, out, err = run("--json", "--list", "dbl.test")
+    assert code == 0, err
     listed = json.loads(out)["listed"]
     assert [(x["address"], x["zone"], x["codes"]) for x in listed] == [
         ("spam.example", "dbl.test", ["127.0.1.2"])
