@@ -58,3 +58,29 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     return False
+
+
+def start_worker(env: dict, name: str, *, quiet: bool = False) -> subprocess.Popen:
+    """A real Celery worker (solo pool) in its own process group, with `env`."""
+    import secrets
+    import sys
+
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config.celery",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            f"--hostname={name}-{secrets.token_hex(4)}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
+    )

@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
 
 from config.celery import ping
-from tests.support import REPO, stop_group
+from tests.support import start_worker, stop_group
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def worker():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            f"--hostname=test-{secrets.token_hex(4)}@%h",
-        ],
-        cwd=REPO,
-        env=os.environ.copy(),
-        start_new_session=True,
-    )
+    proc = start_worker(os.environ.copy(), "test")
     yield proc
     assert stop_group(proc), "worker did not stop on SIGTERM"
 

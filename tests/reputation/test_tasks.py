@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from reputation import runs, tasks
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, ChunkDone, Listing
-from tests.support import REPO, stop_group
+from tests.support import start_worker, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -108,22 +106,7 @@ def test_real_worker_runs_a_scheduled_sweep_end_to_end(site, rbldnsd, tmp_path):
     doc.write_text(TEST_CATALOGUE)
     assert site.manage("config_import", str(doc), "--prune").returncode == 0
     site.env["POOLWARDEN_NAMESERVERS"] = rbldnsd.nameserver
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            f"--hostname=sweep-{secrets.token_hex(4)}@%h",
-        ],
-        cwd=REPO,
-        env=site.env,
-        start_new_session=True,
-    )
+    worker = start_worker(site.env, "sweep")
     try:
         done = site.manage(
             "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
@@ -158,27 +141,6 @@ max_qps = 0
 )
 
 
-def start_worker(site, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            f"--hostname={name}-{secrets.token_hex(4)}@%h",
-        ],
-        cwd=REPO,
-        env=site.env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.integration
 def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rbldnsd, tmp_path):
     """SIGKILL the worker while it sweeps a chunk (silent.test keeps it busy for seconds):
@@ -193,7 +155,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rb
         "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{db}",
         "CELERY_VISIBILITY_TIMEOUT": "4",
     }
-    first = start_worker(site, "doomed")
+    first = start_worker(site.env, "doomed", quiet=True)
     try:
         done = site.manage(
             "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
@@ -216,7 +178,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rb
         ".objects.values_list('address', flat=True))]))"
     )
     assert manage_json(site, query)[0] is False  # killed before it finished
-    second = start_worker(site, "heir")
+    second = start_worker(site.env, "heir", quiet=True)
     try:
         deadline = time.monotonic() + 90
         finished, chunks, listed = False, 0, []
