@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from reputation import dnsbl
 from reputation.spikes import SpikeState, Thresholds
+from routing.models import DSNDimensions
 
 ZONE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
 
@@ -371,33 +372,15 @@ class Spike(models.Model):
         return SpikeState(self.started, self.peak, self.baseline, self.calm_since)
 
 
-class DSNHourly(models.Model):
+class DSNHourly(DSNDimensions):
     """DSN counts rolled up per hour once older than the per-minute retention."""
 
     hour = models.DateTimeField()
-    pool = models.CharField(max_length=64)
-    source = models.CharField(max_length=255, blank=True)
-    recipient_domain = models.CharField(max_length=255, blank=True)
-    original_domain = models.CharField(max_length=255, blank=True)
-    status = models.CharField(max_length=16, blank=True)
-    reporting_mta = models.CharField(max_length=255, blank=True)
-    count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         verbose_name = "DSN count per hour"
         constraints = [
-            models.UniqueConstraint(
-                fields=[
-                    "hour",
-                    "pool",
-                    "source",
-                    "recipient_domain",
-                    "original_domain",
-                    "status",
-                    "reporting_mta",
-                ],
-                name="dsnhourly_key",
-            )
+            models.UniqueConstraint(fields=["hour", *DSNDimensions.KEY], name="dsnhourly_key")
         ]
         indexes = [models.Index(fields=["hour", "pool"])]
 

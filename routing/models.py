@@ -300,11 +300,12 @@ class RoutingCount(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.reasons}: {self.count}"
 
 
-class DSNCount(models.Model):
-    """DSNs per minute, pool, emitting source, recipient domain, original-recipient domain,
-    status and reporting MTA (flushed in batches)."""
+class DSNDimensions(models.Model):
+    """The dimensions DSNs are counted by; DSNCount adds the minute, and the hourly roll-up
+    (reputation.DSNHourly) the hour."""
 
-    minute = models.DateTimeField()
+    KEY = ("pool", "source", "recipient_domain", "original_domain", "status", "reporting_mta")
+
     pool = models.CharField(max_length=64)
     source = models.CharField(max_length=255, blank=True)
     recipient_domain = models.CharField(max_length=255, blank=True)
@@ -314,20 +315,19 @@ class DSNCount(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DSNCount(DSNDimensions):
+    """DSNs per minute, pool, emitting source, recipient domain, original-recipient domain,
+    status and reporting MTA (flushed in batches)."""
+
+    minute = models.DateTimeField()
+
+    class Meta:
         verbose_name = "DSN count"
         constraints = [
-            models.UniqueConstraint(
-                fields=[
-                    "minute",
-                    "pool",
-                    "source",
-                    "recipient_domain",
-                    "original_domain",
-                    "status",
-                    "reporting_mta",
-                ],
-                name="dsncount_key",
-            )
+            models.UniqueConstraint(fields=["minute", *DSNDimensions.KEY], name="dsncount_key")
         ]
         indexes = [models.Index(fields=["minute", "pool"])]
 
