@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from reputation import dnsbl
+from reputation import dnsbl, events
 from reputation.models import (
     AddressCheck,
     Blocklist,
@@ -250,6 +250,7 @@ def refresh_rotation(pools: dict[str, str]) -> int:
             address.listed, address.listed_reason = bool(found), reason
             changed.append(address)
     PoolAddress.objects.bulk_update(changed, ["listed", "listed_reason"])
+    events.rotation_changed(changed)
     if changed:
         _routing_changed()
     return len(changed)

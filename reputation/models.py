@@ -386,3 +386,6 @@ class DSNHourly(DSNDimensions):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.status}: {self.count}"
+
+
+from reputation.alert_models import *  # noqa: E402, F403 - alerts live in their own module

@@ -7,13 +7,14 @@ dies, and a chunk applied already is never applied twice (see listings.apply_chu
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from reputation import runs
+from reputation import events, runs
 from reputation.models import CheckRun
 
 
@@ -23,7 +24,12 @@ def sweep(jitter: float | None = None) -> int:
     seconds (POOLWARDEN_SWEEP_JITTER, default 120), so lists see the load spread."""
     if jitter is None:
         jitter = getattr(settings, "POOLWARDEN_SWEEP_JITTER", 120)
-    plan = runs.start_run(trigger=CheckRun.Trigger.SCHEDULE)
+    try:
+        plan = runs.start_run(trigger=CheckRun.Trigger.SCHEDULE)
+    except Exception as exc:  # admins hear of it (an alert), and Celery logs it
+        with contextlib.suppress(DatabaseError):
+            events.sweep_failed(f"{type(exc).__name__}: {exc}")
+        raise
     for index, chunk in enumerate(plan.chunks):
         delay = random.uniform(0, jitter) if jitter else 0
         transaction.on_commit(
@@ -77,3 +83,15 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
     DSNHourly.objects.filter(hour__lt=horizon).delete()
     return rolled
+
+
+@shared_task(name="reputation.send_alerts")
+def send_alerts() -> dict:
+    """Turn new events into alerts and send them (beat starts it every minute)."""
+    import os
+    import socket
+
+    from reputation import alerts
+
+    report = alerts.run_once(worker=f"celery:{socket.gethostname()}:{os.getpid()}")
+    return {"events": report.events, "sent": len(report.sent), "failed": report.failed}

@@ -190,3 +190,17 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rb
         assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
     finally:
         assert stop_group(second), "worker did not stop on SIGTERM"
+
+
+@pytest.mark.django_db
+def test_a_scheduled_sweep_that_cannot_start_raises_an_event(catalogue, monkeypatch):
+    from reputation.alert_models import Event
+
+    def broken(**kwargs):
+        raise runs.RunError("no blocklist with zone 'gone.test' in the catalogue")
+
+    monkeypatch.setattr(runs, "start_run", broken)
+    with pytest.raises(runs.RunError):
+        tasks.sweep(jitter=0)
+    event = Event.objects.get(kind="sweep-failed")
+    assert "gone.test" in event.data["reason"]
