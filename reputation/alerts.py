@@ -228,6 +228,7 @@ def as_json(event: Event) -> dict:
         "reason": data.get("reason", ""),
         "delist_url": data.get("delist_url", ""),
         "pool_sent_24h": data.get("pool_sent_24h"),
+        "address_sent_24h": data.get("address_sent_24h"),
         "details": data.get("listings", []),
         "dashboard_url": dashboard_url(event),
         "created": event.created.isoformat(),
@@ -291,9 +292,8 @@ def _listing_lines(data: dict) -> list[str]:
         lines.append(f"list's reason: {data['reason']}")
     if data.get("delist_url"):
         lines.append(f"delisting: {data['delist_url']}")
+    if data.get("address_sent_24h") is not None:
+        lines.append(f"mail sent from this address in the last 24 h: {data['address_sent_24h']}")
     if data.get("pool_sent_24h") is not None:
-        lines.append(
-            f"mail sent by its pool in the last 24 h: {data['pool_sent_24h']} "
-            "(per-address volume is not recorded)"
-        )
+        lines.append(f"mail sent by its pool in the last 24 h: {data['pool_sent_24h']}")
     return lines

@@ -155,6 +155,7 @@ def listing_data(row: BlocklistEvent, listing: Listing | None) -> dict:
     if listing is not None:
         data["listing_id"] = listing.pk
         data["pool_sent_24h"] = pool_volume(listing.pool, row.created)
+        data["address_sent_24h"] = address_volume(row.address, row.created)
     return data
 
 
@@ -167,8 +168,18 @@ def _flapping(row: BlocklistEvent, opened: dt.datetime) -> bool:
     ).exists()
 
 
+def address_volume(address: str, at: dt.datetime) -> int:
+    """Mail routed from the address in the hours of the 24 h before `at`."""
+    from routing.models import AddressCount
+
+    found = AddressCount.objects.filter(
+        address=address, hour__gt=at - dt.timedelta(hours=25), hour__lte=at
+    ).aggregate(total=Sum("count"))
+    return found["total"] or 0
+
+
 def pool_volume(pool: str, at: dt.datetime) -> int:
-    """Mail routed through the pool in the 24 h before `at` (no per-address count exists)."""
+    """Mail routed through the pool in the 24 h before `at`."""
     from routing.models import RoutingCount
 
     found = RoutingCount.objects.filter(

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing.facts import Decision, MessageFacts
-from routing.models import DSNCount, DSNSample, RoutingCount
+from routing.models import AddressCount, DSNCount, DSNSample, RoutingCount
 
 logger = logging.getLogger(__name__)
 
 # The upsert keys are the models' unique constraints.
 ROUTING_KEY = tuple(RoutingCount._meta.constraints[0].fields)
 DSN_KEY = tuple(DSNCount._meta.constraints[0].fields)
+ADDRESS_KEY = tuple(AddressCount._meta.constraints[0].fields)
 
 
 def minute_of(now: datetime) -> datetime:
@@ -43,6 +44,7 @@ class Counters:
         self.lock = threading.Lock()
         self.routing: Counter[tuple] = Counter()
         self.dsn: Counter[tuple] = Counter()
+        self.addresses: Counter[tuple] = Counter()  # (hour, source address)
         self.samples: list[dict] = []
         self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
         self.random = random.Random(seed)
@@ -54,6 +56,8 @@ class Counters:
         with self.lock:
             reasons = "+".join(sorted(decision.reasons)) or "none"
             self.routing[(minute, decision.pool, reasons, source)] += 1
+            if decision.source_ip:
+                self.addresses[(minute.replace(minute=0), decision.source_ip)] += 1
             if not facts.is_dsn:
                 self.remember_routed(facts.message_id)
                 return
@@ -89,16 +93,18 @@ class Counters:
             if slot < SAMPLES_PER_FLUSH:
                 self.samples[slot] = sample
 
-    def drain(self) -> tuple[Counter, Counter, list[dict]]:
+    def drain(self) -> tuple[Counter, Counter, Counter, list[dict]]:
         with self.lock:
-            drained = self.routing, self.dsn, self.samples
-            self.routing, self.dsn, self.samples, self.dsn_seen = Counter(), Counter(), [], 0
+            drained = self.routing, self.dsn, self.addresses, self.samples
+            self.routing, self.dsn, self.addresses = Counter(), Counter(), Counter()
+            self.samples, self.dsn_seen = [], 0
         return drained
 
-    def restore(self, routing: Counter, dsn: Counter, samples: list[dict]) -> None:
+    def restore(self, routing: Counter, dsn: Counter, addresses: Counter, samples: list) -> None:
         with self.lock:
             self.routing.update(routing)
             self.dsn.update(dsn)
+            self.addresses.update(addresses)
             self.samples = (samples + self.samples)[:SAMPLES_PER_FLUSH]
 
     def pending(self) -> int:
@@ -108,18 +114,19 @@ class Counters:
     def flush(self) -> int:
         """Write the counts and samples; returns how many rows were written. On a database
         error everything is kept for the next flush and the error is raised."""
-        routing, dsn, samples = self.drain()
+        routing, dsn, addresses, samples = self.drain()
         if not routing and not dsn and not samples:
             return 0
         try:
             with transaction.atomic():
                 upsert("routing_routingcount", ROUTING_KEY, routing)
                 upsert("routing_dsncount", DSN_KEY, dsn)
+                upsert("routing_addresscount", ADDRESS_KEY, addresses)
                 DSNSample.objects.bulk_create(DSNSample(**sample) for sample in samples)
         except Exception:
-            self.restore(routing, dsn, samples)
+            self.restore(routing, dsn, addresses, samples)
             raise
-        return len(routing) + len(dsn) + len(samples)
+        return len(routing) + len(dsn) + len(addresses) + len(samples)
 
 
 def id_hash(message_id: str) -> int:

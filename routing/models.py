@@ -300,6 +300,21 @@ class RoutingCount(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.reasons}: {self.count}"
 
 
+class AddressCount(models.Model):
+    """Messages routed per hour and source address (flushed in batches with the counters)."""
+
+    hour = models.DateTimeField()
+    address = models.CharField(max_length=45)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "address"], name="addresscount_key")]
+        indexes = [models.Index(fields=["address", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.address}: {self.count}"
+
+
 class DSNDimensions(models.Model):
     """The dimensions DSNs are counted by; DSNCount adds the minute, and the hourly roll-up
     (reputation.DSNHourly) the hour."""

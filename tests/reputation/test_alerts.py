@@ -56,6 +56,12 @@ def webhook(hook: HookServer, path: str = "/hook", **values) -> Channel:
 
 def test_listing_alert_reaches_the_smtp_server_in_text_and_html(catalogue, smtp):
     know_all()
+    from routing.models import AddressCount
+
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    AddressCount.objects.create(hour=hour - dt.timedelta(hours=2), address="192.0.2.5", count=40)
+    AddressCount.objects.create(hour=hour, address="192.0.2.5", count=2)
+    AddressCount.objects.create(hour=hour - dt.timedelta(days=2), address="192.0.2.5", count=900)
     Channel.objects.create(name="ops", kind="email", config={"to": ["ops@example.org"]})
     Channel.objects.filter(name="ops").update(digest_seconds=0)
     runs.run_now(zones=["zen.test"])
@@ -71,6 +77,7 @@ def test_listing_alert_reaches_the_smtp_server_in_text_and_html(catalogue, smtp)
     assert "delisting: https://zen.test/remove" in text
     assert "http://127.0.0.1:8000/admin/reputation/listing/" in text
     assert "mail sent by its pool in the last 24 h" in text
+    assert "mail sent from this address in the last 24 h: 42" in text
     assert "198.51.100.3" not in text  # high-risk pool: info, below the default warning
     run()
     assert len(smtp.messages) == 1  # sent once
@@ -90,7 +97,8 @@ def test_webhook_body_follows_the_schema_and_is_signed(catalogue, hook):
     assert document["version"] == 1 and document["severity"] == "critical"
     keys = {
         "id", "kind", "severity", "subject", "pool", "address", "zone", "codes", "meanings",
-        "reason", "delist_url", "pool_sent_24h", "details", "dashboard_url", "created",
+        "reason", "delist_url", "pool_sent_24h", "address_sent_24h", "details", "dashboard_url",
+        "created",
     }  # fmt: skip
     assert all(set(e) == keys for e in document["events"])
     listed = {e["address"] for e in document["events"] if e["kind"] == "listing-opened"}

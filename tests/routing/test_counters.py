@@ -52,7 +52,7 @@ def test_counts_are_grouped_per_minute_pool_reasons_and_source():
     counters.record(MessageFacts(source="10.0.0.1"), decision("high-risk", ("spam-score", "dsn")))
     clock.now = T0 + timedelta(minutes=1)
     counters.record(MessageFacts(source="10.0.0.1"), decision())
-    assert counters.flush() == 3
+    assert counters.flush() == 4  # three routing rows, one per address and hour
     rows = {(r.minute, r.pool, r.reasons): r.count for r in RoutingCount.objects.all()}
     minute = T0.replace(second=0)
     assert rows == {
@@ -156,3 +156,16 @@ def test_dsn_about_a_message_routed_here_is_told_apart_from_backscatter():
         counters.record(facts, decision("high-risk", ("dsn",)))
     counters.flush()
     assert sorted(DSNSample.objects.values_list("routed_by_us", flat=True)) == [False, True]
+
+
+def test_mail_is_counted_per_source_address_and_hour():
+    from routing.models import AddressCount
+
+    clock = Clock(T0)
+    counters = Counters(clock)
+    counters.record(MessageFacts(), decision())
+    clock.now = T0 + timedelta(minutes=30)
+    counters.record(MessageFacts(), decision())
+    counters.flush()
+    row = AddressCount.objects.get()
+    assert (row.hour, row.address, row.count) == (T0.replace(minute=0, second=0), "192.0.2.1", 2)
