@@ -68,20 +68,27 @@ def detect_spikes() -> dict:
 
 @shared_task(name="reputation.roll_up_dsn_counts")
 def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
-    """Fold per-minute DSN counts older than POOLWARDEN_DSN_MINUTE_DAYS (default 32) into
-    hourly rows, and drop hourly rows older than POOLWARDEN_DSN_HOURLY_DAYS (default 400)."""
+    """Fold per-minute DSN and routing counts older than POOLWARDEN_DSN_MINUTE_DAYS (default
+    32) into hourly rows, drop DSN samples as old, and drop hourly rows (and per-address
+    counts) older than POOLWARDEN_DSN_HOURLY_DAYS (default 400). Returns the minute rows
+    rolled up."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from reputation.dsnseries import roll_up
     from reputation.models import DSNHourly
+    from routing.models import AddressCount, DSNSample, RoutingCount, RoutingHourly
 
     days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
     now = timezone.now()
-    rolled = roll_up(older_than=now - timedelta(days=days), hourly_model=DSNHourly)
+    cutoff = now - timedelta(days=days)
+    rolled = roll_up(older_than=cutoff, hourly_model=DSNHourly)
+    rolled += roll_up(older_than=cutoff, hourly_model=RoutingHourly, minute_model=RoutingCount)
+    DSNSample.objects.filter(minute__lt=cutoff).delete()
     horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
-    DSNHourly.objects.filter(hour__lt=horizon).delete()
+    for model in (DSNHourly, RoutingHourly, AddressCount):
+        model.objects.filter(hour__lt=horizon).delete()
     return rolled
 
 

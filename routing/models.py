@@ -300,6 +300,29 @@ class RoutingCount(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} {self.pool} {self.reasons}: {self.count}"
 
 
+class RoutingHourly(models.Model):
+    """Decisions per hour, rolled up from RoutingCount once older than the per-minute
+    retention (POOLWARDEN_DSN_MINUTE_DAYS)."""
+
+    hour = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    reasons = models.CharField(max_length=120)
+    source = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "routing count per hour"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "pool", "reasons", "source"], name="routinghourly_key"
+            )
+        ]
+        indexes = [models.Index(fields=["hour", "pool"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.reasons}: {self.count}"
+
+
 class AddressCount(models.Model):
     """Messages routed per hour and source address (flushed in batches with the counters)."""
 

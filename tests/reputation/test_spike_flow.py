@@ -125,3 +125,30 @@ def test_viewer_reads_spikes_and_operator_edits_thresholds(client, viewer, opera
     assert response.status_code == 302
     assert SpikeThreshold.objects.get(value="mx1").min_count == 50
     assert client.get("/admin/reputation/spike/add/").status_code == 403
+
+
+def test_roll_up_also_folds_routing_counts_and_expires_old_rows(settings):
+    from routing.models import AddressCount, DSNSample, RoutingCount, RoutingHourly
+
+    old = timezone.now() - timedelta(days=40)
+    hour = old.replace(minute=0, second=0, microsecond=0)
+    for minute, count in ((1, 10), (2, 5)):
+        RoutingCount.objects.create(
+            minute=hour + timedelta(minutes=minute),
+            pool="normal",
+            reasons="none",
+            source="c1",
+            count=count,
+        )
+    RoutingCount.objects.create(minute=timezone.now(), pool="normal", reasons="none", count=1)
+    DSNSample.objects.create(minute=old, pool="high-risk")
+    DSNSample.objects.create(minute=timezone.now(), pool="high-risk")
+    ancient = timezone.now() - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS + 1)
+    AddressCount.objects.create(hour=ancient, address="192.0.2.1", count=3)
+    AddressCount.objects.create(hour=hour, address="192.0.2.1", count=4)
+    RoutingHourly.objects.create(hour=ancient, pool="normal", reasons="none", count=9)
+
+    assert roll_up_dsn_counts.apply().get() == 2
+    assert list(RoutingHourly.objects.values_list("hour", "source", "count")) == [(hour, "c1", 15)]
+    assert RoutingCount.objects.count() == 1 and DSNSample.objects.count() == 1
+    assert list(AddressCount.objects.values_list("count", flat=True)) == [4]
