@@ -7,7 +7,7 @@ import math
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -92,3 +92,18 @@ def parse_request(raw: bytes) -> dict:
         "source": source[:255],
     }
     return {"envelope": envelope, "message": message}
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text; a bearer token (admin: API tokens) or a staff login is required."""
+    from django.utils import timezone
+
+    from reputation.metrics import render
+
+    token = bearer_token(request)
+    allowed = (token and tokens.authenticate(token)) or (
+        request.user.is_authenticated and request.user.is_staff
+    )
+    if not allowed:
+        return error(401, "a valid bearer token is required", WWW_Authenticate="Bearer")
+    return HttpResponse(render(timezone.now()), content_type="text/plain; version=0.0.4")
