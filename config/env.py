@@ -67,19 +67,26 @@ def get_float(name: str, default: float) -> float:
     return number
 
 
+def split_nameserver(entry: str) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address as (host, port); ValueError
+    for a port that is not a number."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 53
+    if entry.count(":") == 1:
+        host, port = entry.split(":")
+        return host, int(port)
+    return entry, 53
+
+
 def nameservers(name: str) -> list[str]:
     """Resolvers as `host`, `host:port` or `[v6]:port`, validated."""
     entries = get_list(name)
     for entry in entries:
-        host, port = entry, "53"
-        if entry.startswith("["):
-            host, _, rest = entry[1:].partition("]")
-            port = rest[1:] if rest.startswith(":") else "53"
-        elif entry.count(":") == 1:
-            host, port = entry.split(":")
         try:
+            host, port = split_nameserver(entry)
             ipaddress.ip_address(host)
-            if not 0 < int(port) < 65536:
+            if not 0 < port < 65536:
                 raise ValueError
         except ValueError:
             raise ConfigError(

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
+from config.env import split_nameserver
 from reputation import listings
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, QueryUsage
 from reputation.sweep import SweepOutcome, sweep_work
-from reputation.sweeper import UDPSweeper, ZoneLimits, parse_server
+from reputation.sweeper import UDPSweeper, ZoneLimits
 
 CHUNK_ADDRESSES = 256
 Chunk = dict[str, list[str]]  # zone -> addresses
@@ -70,7 +71,7 @@ def make_resolver(
     blocklists: list[Blocklist], progress: Callable[[int, int], None] | None = None
 ) -> UDPSweeper:
     """The sweeper for these lists, on POOLWARDEN_NAMESERVERS (or the system's resolvers)."""
-    servers = [parse_server(entry) for entry in settings.POOLWARDEN_NAMESERVERS]
+    servers = [split_nameserver(entry) for entry in settings.POOLWARDEN_NAMESERVERS]
     if not servers:
         import dns.resolver
 

@@ -118,17 +118,6 @@ def _txt(rdata: bytes) -> str:
     return "".join(parts)
 
 
-def parse_server(entry: str) -> tuple[str, int]:
-    """`host`, `host:port` or `[v6]:port` (POOLWARDEN_NAMESERVERS syntax) as (host, port)."""
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 53
-    if entry.count(":") == 1:
-        host, port = entry.split(":")
-        return host, int(port)
-    return entry, 53
-
-
 class _Zone:
     __slots__ = ("in_flight", "limit", "next_send", "pending", "sent", "spacing")
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 import dns.exception
 import dns.message
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+
+from config.env import split_nameserver
 
 FAILURE_TTL = 30  # seconds to remember a failed lookup, so a dead resolver isn't hammered
 DEFAULT_NEGATIVE_TTL = 300  # when a negative answer carries no SOA
@@ -51,6 +54,18 @@ class _Answer:
         self.found, self.ttl, self.error, self.nxdomain = found, ttl, error, nxdomain
 
 
+def idna_name(text: str) -> str:
+    """`text` as a lowercase IDNA domain name without the root dot; ValueError saying why
+    when it is not a valid name of at least two labels."""
+    try:
+        parsed = dns.name.from_text(text.strip().rstrip(".").lower(), origin=None)
+    except Exception as exc:  # dnspython raises several types for bad names
+        raise ValueError(str(exc)) from None
+    if len(parsed.labels) < 2 or not all(parsed.labels):
+        raise ValueError("needs at least two labels")
+    return parsed.to_text(omit_final_dot=True).lower()
+
+
 def make_resolver(nameservers: list[str], timeout: float) -> dns.resolver.Resolver:
     """A resolver for `host` / `host:port` nameservers ([] = the system's)."""
     resolver = dns.resolver.Resolver(configure=not nameservers)
@@ -63,14 +78,7 @@ def make_resolver(nameservers: list[str], timeout: float) -> dns.resolver.Resolv
 
 
 def _nameserver(entry: str) -> dns.nameserver.Do53Nameserver:
-    host, port = entry, 53
-    if entry.startswith("["):  # [::1]:5353
-        host, _, rest = entry[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 53
-    elif entry.count(":") == 1:
-        host, port_text = entry.split(":")
-        port = int(port_text)
-    return dns.nameserver.Do53Nameserver(host, port)
+    return dns.nameserver.Do53Nameserver(*split_nameserver(entry))
 
 
 def _negative_ttl(response: dns.message.Message | None) -> int:

@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from email.message import Message
 from email.parser import BytesHeaderParser
 
-import dns.name
-
 from routing import dsn, scores
+from routing.dns import idna_name
 from routing.facts import MessageFacts
 
 MAX_READ = 4 * 1024 * 1024  # enough for any DSN; spam filters use similar caps
@@ -42,11 +41,8 @@ def domain_of(address: str) -> tuple[str, str]:
     if domain.startswith("["):
         return "", f"{domain[:60]!r} is an address literal, not a domain"
     try:
-        name = dns.name.from_text(domain, origin=None)
-        if len(name.labels) < 2 or not all(name.labels[:-1]):
-            raise ValueError("needs at least two labels")
-        return name.to_text(omit_final_dot=True).lower(), ""
-    except Exception as exc:  # dnspython raises several types for bad names
+        return idna_name(domain), ""
+    except ValueError as exc:
         return "", f"{domain[:100]!r} is not a valid domain ({exc})"
 
 

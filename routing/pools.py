@@ -131,13 +131,9 @@ def normalized(cidr: str) -> str:
 
 def normalized_hostname(text: str) -> str:
     """A HELO/rDNS host name, lowercase IDNA without the root dot; RangeError if invalid."""
-    import dns.name
+    from routing.dns import idna_name
 
-    name = (text or "").strip().rstrip(".").lower()
     try:
-        parsed = dns.name.from_text(name, origin=None)
-        if len(parsed.labels) < 2 or not all(parsed.labels):
-            raise ValueError("needs at least two labels")
-        return parsed.to_text(omit_final_dot=True).lower()
-    except Exception:  # dnspython raises several types for bad names
+        return idna_name(text or "")
+    except ValueError:
         raise RangeError(f"{text!r} is not a host name") from None

@@ -6,8 +6,9 @@ import ipaddress
 
 import pytest
 
+from config.env import split_nameserver as parse_server
 from reputation import dnsbl
-from reputation.sweeper import TXT, Lookup, UDPSweeper, parse_reply, parse_server, question
+from reputation.sweeper import TXT, Lookup, UDPSweeper, parse_reply, question
 from tests.rbldnsd_server import HOST, proxy
 
 pytestmark = pytest.mark.integration
