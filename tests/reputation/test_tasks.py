@@ -73,14 +73,33 @@ def test_every_datagram_counts_against_the_daily_cap(catalogue):
     assert used == 2 + 32 + 1  # self-test, the 32 IPv4 addresses, one TXT for the listing
 
 
+def at_local_time(monkeypatch, hour: int, minute: int) -> None:
+    """Fake the clock of reputation.runs: a run's share of a daily cap depends on the hour."""
+    from django.utils import timezone
+
+    moment = timezone.localtime().replace(hour=hour, minute=minute, second=0, microsecond=0)
+    monkeypatch.setattr(runs.timezone, "now", lambda: moment)
+
+
 @pytest.mark.django_db
-def test_daily_cap_limits_a_run_to_its_share(catalogue):
+def test_daily_cap_limits_a_run_to_its_share(catalogue, monkeypatch):
     from reputation.models import Blocklist
 
+    at_local_time(monkeypatch, 12, 0)
     Blocklist.objects.filter(zone="zen.test").update(max_per_day=48)
     plan = runs.start_run(trigger="schedule")
     zen = sum(len(chunk.get("zen.test", [])) for chunk in plan.chunks)
     assert 1 <= zen < 34
+
+
+@pytest.mark.django_db
+def test_last_run_of_the_day_may_use_what_is_left(catalogue, monkeypatch):
+    from reputation.models import Blocklist
+
+    at_local_time(monkeypatch, 23, 45)  # less than one sweep interval to midnight
+    Blocklist.objects.filter(zone="zen.test").update(max_per_day=48)
+    plan = runs.start_run(trigger="schedule")
+    assert sum(len(chunk.get("zen.test", [])) for chunk in plan.chunks) == 34
 
 
 TEST_CATALOGUE = """
