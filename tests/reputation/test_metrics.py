@@ -34,7 +34,10 @@ def test_metrics_report_listings_rotation_spikes_sweeps_and_traffic(client, oper
     finished = now - timedelta(minutes=7)
     CheckRun.objects.create(trigger="schedule", started=finished, finished=finished)
     minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-    RoutingCount.objects.create(minute=minute, pool="normal", reasons="none", count=31)
+    for back in (0, 1, 2):  # the scrape may fall into the next minute
+        RoutingCount.objects.create(
+            minute=minute + timedelta(minutes=1 - back), pool="normal", reasons="none", count=31
+        )
     client.force_login(operator)
     text = client.get("/metrics").content.decode()
     assert 'poolwarden_open_listings{pool="normal",weight="major"} 1' in text
