@@ -1,5 +1,5 @@
-"""DSN series read from the engine's per-minute aggregates (`routing.DSNCount`), and their
-roll-up into hourly counts.
+"""DSN series read from the engine's per-minute aggregates (`routing.DSNCount`) and, for
+charts over longer ranges, its hourly counts (`reputation.DSNHourly`).
 
 A *series* is one dimension and one value: overall (`all`), per pool, per emitting source,
 per DSN recipient domain, per original-recipient domain, per status, per status class, per
@@ -10,15 +10,13 @@ indexed query.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Substr, TruncDay, TruncHour, TruncMinute
+from django.db.models.functions import Substr
 
 from reputation.spikes import Thresholds, window_starts
-from routing.counters import upsert
 from routing.models import DSNCount
 
 # dimension -> expression over DSNCount (None: every DSN)
@@ -63,36 +61,18 @@ def window_sums(
     return dict(sums)
 
 
-@transaction.atomic
-def roll_up(*, older_than: datetime, hourly_model, minute_model=DSNCount) -> int:
-    """Move per-minute DSN counts older than `older_than` into hourly rows (added to any
-    already there, with the engine's additive upsert) and delete them. Returns the minute
-    rows rolled up. Safe to re-run, and to run while the engine flushes."""
-    old = minute_model.objects.filter(minute__lt=older_than)
-    keys = [f.name for f in minute_model._meta.fields if f.name not in ("id", "minute", "count")]
-    hours = old.annotate(hour=TruncHour("minute")).values("hour", *keys).annotate(n=Sum("count"))
-    counts = Counter({(row["hour"], *(row[k] for k in keys)): row["n"] for row in hours})
-    upsert(hourly_model._meta.db_table, ("hour", *keys), counts)
-    deleted, _ = old.delete()
-    return deleted
-
-
-BUCKETS = {"minute": TruncMinute, "hour": TruncHour, "day": TruncDay}
-
-
 def volume(
     *, start: datetime, end: datetime, bucket: str = "hour", pool: str | None = None
 ) -> list[tuple[datetime, int]]:
-    """DSNs per bucket between `start` and `end`, from the per-minute counts and, for older
-    times, the hourly roll-up (the dashboard's DSN chart)."""
+    """DSNs per bucket between `start` and `end`: per-minute counts for minute buckets while
+    they are kept, the hourly counts (every hour) otherwise."""
     from reputation.models import DSNHourly
+    from reputation.timerange import TimeRange, bucket_sums, source
 
-    trunc = BUCKETS[bucket]
-    totals: Counter = Counter()
-    for model, field in ((DSNCount, "minute"), (DSNHourly, "hour")):
-        rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
-        if pool:
-            rows = rows.filter(pool=pool)
-        rows = rows.annotate(b=trunc(field)).values("b").annotate(n=Sum("count"))
-        totals.update({row["b"]: row["n"] for row in rows})
-    return sorted(totals.items())
+    rng = TimeRange("custom", start, end, bucket)
+    model, field = source(rng, minutes=DSNCount, hours=DSNHourly)
+    rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+    if pool:
+        rows = rows.filter(pool=pool)
+    sums = bucket_sums(rows, field=field, bucket=bucket)
+    return sorted((key[0], n) for key, n in sums.items())

@@ -68,28 +68,35 @@ def detect_spikes() -> dict:
 
 @shared_task(name="reputation.roll_up_dsn_counts")
 def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
-    """Fold per-minute DSN and routing counts older than POOLWARDEN_DSN_MINUTE_DAYS (default
-    32) into hourly rows, drop DSN samples as old, and drop hourly rows (and per-address
-    counts) older than POOLWARDEN_DSN_HOURLY_DAYS (default 400). Returns the minute rows
-    rolled up."""
+    """Expire per-minute DSN and routing counts older than POOLWARDEN_DSN_MINUTE_DAYS
+    (default 32) and DSN samples as old (the hourly tables, written with every flush, already
+    hold those hours), and drop hourly rows, per-address and per-score counts older than
+    POOLWARDEN_DSN_HOURLY_DAYS (default 400). Returns the minute rows expired."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from reputation.dsnseries import roll_up
     from reputation.models import DSNHourly
-    from routing.models import AddressCount, DSNSample, RoutingCount, RoutingHourly
+    from routing.models import (
+        AddressCount,
+        DSNCount,
+        DSNSample,
+        RoutingCount,
+        RoutingHourly,
+        ScoreCount,
+    )
 
     days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
     now = timezone.now()
     cutoff = now - timedelta(days=days)
-    rolled = roll_up(older_than=cutoff, hourly_model=DSNHourly)
-    rolled += roll_up(older_than=cutoff, hourly_model=RoutingHourly, minute_model=RoutingCount)
+    expired = 0
+    for model in (DSNCount, RoutingCount):
+        expired += model.objects.filter(minute__lt=cutoff).delete()[0]
     DSNSample.objects.filter(minute__lt=cutoff).delete()
     horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
-    for model in (DSNHourly, RoutingHourly, AddressCount):
+    for model in (DSNHourly, RoutingHourly, AddressCount, ScoreCount):
         model.objects.filter(hour__lt=horizon).delete()
-    return rolled
+    return expired
 
 
 @shared_task(name="reputation.send_alerts")

@@ -1,6 +1,10 @@
 """Per-minute aggregates of routing decisions and DSNs, counted in memory and flushed to the
 database in batches with upserts that add to what other processes wrote.
 
+Each flush adds the same counts to the hourly tables too (RoutingHourly, reputation's
+DSNHourly): they hold every hour from the first, so charts over weeks and years read hours
+only, and the per-minute rows can simply expire (reputation.tasks.roll_up_dsn_counts).
+
 Nothing is written per message. A failed flush keeps the counts for the next one.
 """
 
@@ -16,7 +20,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing.facts import Decision, MessageFacts
-from routing.models import AddressCount, DSNCount, DSNSample, RoutingCount
+from routing.models import AddressCount, DSNCount, DSNSample, RoutingCount, ScoreCount, score_bin
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,10 @@ logger = logging.getLogger(__name__)
 ROUTING_KEY = tuple(RoutingCount._meta.constraints[0].fields)
 DSN_KEY = tuple(DSNCount._meta.constraints[0].fields)
 ADDRESS_KEY = tuple(AddressCount._meta.constraints[0].fields)
+SCORE_KEY = tuple(ScoreCount._meta.constraints[0].fields)
+ROUTING_HOURLY_KEY = ("hour", *ROUTING_KEY[1:])
+DSN_HOURLY_KEY = ("hour", *DSN_KEY[1:])
+DSN_HOURLY_TABLE = "reputation_dsnhourly"  # reputation.DSNHourly, the same dimensions by hour
 
 
 def minute_of(now: datetime) -> datetime:
@@ -45,6 +53,7 @@ class Counters:
         self.routing: Counter[tuple] = Counter()
         self.dsn: Counter[tuple] = Counter()
         self.addresses: Counter[tuple] = Counter()  # (hour, source address)
+        self.scores: Counter[tuple] = Counter()  # (hour, pool, score bin)
         self.samples: list[dict] = []
         self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
         self.random = random.Random(seed)
@@ -56,8 +65,11 @@ class Counters:
         with self.lock:
             reasons = "+".join(sorted(decision.reasons)) or "none"
             self.routing[(minute, decision.pool, reasons, source)] += 1
+            hour = minute.replace(minute=0)
             if decision.source_ip:
-                self.addresses[(minute.replace(minute=0), decision.source_ip)] += 1
+                self.addresses[(hour, decision.source_ip)] += 1
+            if decision.spam_score is not None:
+                self.scores[(hour, decision.pool, score_bin(decision.spam_score))] += 1
             if not facts.is_dsn:
                 self.remember_routed(facts.message_id)
                 return
@@ -93,18 +105,22 @@ class Counters:
             if slot < SAMPLES_PER_FLUSH:
                 self.samples[slot] = sample
 
-    def drain(self) -> tuple[Counter, Counter, Counter, list[dict]]:
+    def drain(self) -> tuple[Counter, Counter, Counter, Counter, list[dict]]:
         with self.lock:
-            drained = self.routing, self.dsn, self.addresses, self.samples
-            self.routing, self.dsn, self.addresses = Counter(), Counter(), Counter()
+            drained = self.routing, self.dsn, self.addresses, self.scores, self.samples
+            self.routing, self.dsn = Counter(), Counter()
+            self.addresses, self.scores = Counter(), Counter()
             self.samples, self.dsn_seen = [], 0
         return drained
 
-    def restore(self, routing: Counter, dsn: Counter, addresses: Counter, samples: list) -> None:
+    def restore(
+        self, routing: Counter, dsn: Counter, addresses: Counter, scores: Counter, samples: list
+    ) -> None:
         with self.lock:
             self.routing.update(routing)
             self.dsn.update(dsn)
             self.addresses.update(addresses)
+            self.scores.update(scores)
             self.samples = (samples + self.samples)[:SAMPLES_PER_FLUSH]
 
     def pending(self) -> int:
@@ -114,19 +130,31 @@ class Counters:
     def flush(self) -> int:
         """Write the counts and samples; returns how many rows were written. On a database
         error everything is kept for the next flush and the error is raised."""
-        routing, dsn, addresses, samples = self.drain()
+        drained = self.drain()
+        routing, dsn, addresses, scores, samples = drained
         if not routing and not dsn and not samples:
             return 0
         try:
             with transaction.atomic():
                 upsert("routing_routingcount", ROUTING_KEY, routing)
+                upsert("routing_routinghourly", ROUTING_HOURLY_KEY, by_hour(routing))
                 upsert("routing_dsncount", DSN_KEY, dsn)
+                upsert(DSN_HOURLY_TABLE, DSN_HOURLY_KEY, by_hour(dsn))
                 upsert("routing_addresscount", ADDRESS_KEY, addresses)
+                upsert("routing_scorecount", SCORE_KEY, scores)
                 DSNSample.objects.bulk_create(DSNSample(**sample) for sample in samples)
         except Exception:
-            self.restore(routing, dsn, addresses, samples)
+            self.restore(*drained)
             raise
-        return len(routing) + len(dsn) + len(addresses) + len(samples)
+        return sum(map(len, drained))
+
+
+def by_hour(counts: Counter) -> Counter:
+    """Per-minute counts (the minute first in each key) summed per hour."""
+    hours: Counter = Counter()
+    for key, n in counts.items():
+        hours[(key[0].replace(minute=0), *key[1:])] += n
+    return hours
 
 
 def id_hash(message_id: str) -> int:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
@@ -336,6 +338,67 @@ class AddressCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.address}: {self.count}"
+
+
+SCORE_BIN_MIN, SCORE_BIN_MAX = -20, 60  # half-point bins: scores from -10 to 30, clamped
+
+
+def score_bin(score: float) -> int:
+    """The half-point bin of a spam score: floor(score * 2), clamped to -10…30 points."""
+    return max(SCORE_BIN_MIN, min(SCORE_BIN_MAX, math.floor(score * 2)))
+
+
+class ScoreCount(models.Model):
+    """Scored messages per hour, pool and half-point score bin (the dashboard's spam-score
+    distribution); messages without a score are not counted here."""
+
+    hour = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    bin = models.SmallIntegerField(help_text="floor(score * 2): 9 holds scores 4.5 to 4.99")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "spam-score count"
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "pool", "bin"], name="scorecount_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.bin / 2:g}: {self.count}"
+
+
+class SettingChange(models.Model):
+    """One change an admin made to a setting (who, when, old → new): the audit trail, and the
+    markers on the dashboard's charts. Secrets are recorded as changed, never their values."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "Added"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.CHANGED)
+    model = models.CharField(max_length=100, help_text='e.g. "routing.routingpolicy"')
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField("object", max_length=200, blank=True)
+    field = models.CharField(max_length=100, blank=True)
+    old = models.TextField(blank=True)
+    new = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "setting change"
+        indexes = [models.Index(fields=["field", "created"])]
+
+    def __str__(self) -> str:
+        what = f"{self.object_repr}.{self.field}" if self.field else self.object_repr
+        if self.action == self.Action.CHANGED:
+            return f"{self.username}: {what} {self.old} → {self.new}"
+        return f"{self.username}: {self.get_action_display().lower()} {what}"
 
 
 class DSNDimensions(models.Model):

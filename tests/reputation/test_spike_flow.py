@@ -13,9 +13,13 @@ from reputation.dsnseries import volume
 from reputation.models import DSNHourly, Spike, SpikeThreshold
 from reputation.tasks import detect_spikes, roll_up_dsn_counts
 from routing.configdoc import DocumentError, apply_plan, plan_document
+from routing.facts import Decision, MessageFacts
 from routing.models import DSNCount
 
 pytestmark = pytest.mark.django_db
+
+BOUNCE = MessageFacts(mail_from="", rcpt_to=("alice@customer.test",), is_dsn=True, source="mx")
+DECISION = Decision("high-risk", "high-risk", "198.51.100.1", ("dsn",), None, True, "")
 
 SAMPLE = Path(__file__).resolve().parent.parent / "routing" / "samples" / "dsn"
 
@@ -39,30 +43,44 @@ def test_dsns_routed_by_the_engine_open_a_spike_with_its_cause(engine):
     assert Spike.objects.filter(dimension="source", value="mx.customer.test").exists()
 
 
-def test_roll_up_moves_old_minutes_into_hours_and_keeps_the_totals():
+def test_roll_up_expires_old_minutes_and_the_hours_keep_the_totals():
+    """Flushed counts land per minute and per hour; expiring the old minutes leaves every
+    hour's total, so the volume over a long range is the same before and after."""
+    from routing.counters import Counters
+
     old = timezone.now() - timedelta(days=40)
     hour = old.replace(minute=0, second=0, microsecond=0)
-    for minute, count in ((1, 3), (2, 4), (61, 5)):
-        DSNCount.objects.create(
-            minute=hour + timedelta(minutes=minute), pool="high-risk", status="5.1.1", count=count
-        )
     recent = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
-    DSNCount.objects.create(minute=recent, pool="high-risk", status="5.1.1", count=9)
-    before = sum(n for _, n in volume(start=old - timedelta(days=1), end=timezone.now()))
-    assert roll_up_dsn_counts.apply().get() == 3
-    assert sorted(DSNHourly.objects.values_list("count", flat=True)) == [5, 7]
+    for at, n in ((hour + timedelta(minutes=1), 3), (hour + timedelta(minutes=61), 5), (recent, 9)):
+        counters = Counters(clock=lambda at=at: at)
+        for _ in range(n):
+            counters.record(BOUNCE, DECISION)
+        counters.flush()
+    span = {"start": old - timedelta(days=1), "end": timezone.now()}
+    before = sum(n for _, n in volume(**span))
+    assert roll_up_dsn_counts.apply().get() == 4  # two old DSN minutes, two routing minutes
     assert DSNCount.objects.count() == 1
+    assert sorted(DSNHourly.objects.values_list("count", flat=True)) == [3, 5, 9]
     assert roll_up_dsn_counts.apply().get() == 0  # re-runnable
-    after = sum(n for _, n in volume(start=old - timedelta(days=1), end=timezone.now()))
-    assert before == after == 21
+    after = sum(n for _, n in volume(**span))
+    assert before == after == 17
 
 
 def test_volume_buckets_by_hour_and_filters_by_pool():
-    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    """Hour buckets read the hourly counts; minute buckets the per-minute ones."""
+    from routing.counters import Counters
+
+    at = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     for minute, pool in ((5, "high-risk"), (6, "other"), (65, "high-risk")):
-        DSNCount.objects.create(minute=at + timedelta(minutes=minute), pool=pool, count=2)
+        counters = Counters(clock=lambda minute=minute: at + timedelta(minutes=minute))
+        decision = Decision(pool, "high-risk", None, ("dsn",), None, True, "")
+        for _ in range(2):
+            counters.record(BOUNCE, decision)
+        counters.flush()
     points = volume(start=at, end=at + timedelta(hours=3), pool="high-risk")
     assert points == [(at, 2), (at + timedelta(hours=1), 2)]
+    minutes = volume(start=at, end=at + timedelta(hours=2), bucket="minute", pool="high-risk")
+    assert minutes == [(at + timedelta(minutes=5), 2), (at + timedelta(minutes=65), 2)]
 
 
 def test_thresholds_round_trip_through_the_configuration_document():
@@ -127,8 +145,10 @@ def test_viewer_reads_spikes_and_operator_edits_thresholds(client, viewer, opera
     assert client.get("/admin/reputation/spike/add/").status_code == 403
 
 
-def test_roll_up_also_folds_routing_counts_and_expires_old_rows(settings):
-    from routing.models import AddressCount, DSNSample, RoutingCount, RoutingHourly
+def test_roll_up_expires_old_routing_minutes_and_old_hours(settings):
+    """Routing minutes older than the minute retention go (their hours stay); hourly,
+    per-address and per-score rows older than the hourly retention go too."""
+    from routing.models import AddressCount, DSNSample, RoutingCount, RoutingHourly, ScoreCount
 
     old = timezone.now() - timedelta(days=40)
     hour = old.replace(minute=0, second=0, microsecond=0)
@@ -140,6 +160,7 @@ def test_roll_up_also_folds_routing_counts_and_expires_old_rows(settings):
             source="c1",
             count=count,
         )
+    RoutingHourly.objects.create(hour=hour, pool="normal", reasons="none", source="c1", count=15)
     RoutingCount.objects.create(minute=timezone.now(), pool="normal", reasons="none", count=1)
     DSNSample.objects.create(minute=old, pool="high-risk")
     DSNSample.objects.create(minute=timezone.now(), pool="high-risk")
@@ -147,8 +168,11 @@ def test_roll_up_also_folds_routing_counts_and_expires_old_rows(settings):
     AddressCount.objects.create(hour=ancient, address="192.0.2.1", count=3)
     AddressCount.objects.create(hour=hour, address="192.0.2.1", count=4)
     RoutingHourly.objects.create(hour=ancient, pool="normal", reasons="none", count=9)
+    ScoreCount.objects.create(hour=ancient, pool="normal", bin=3, count=2)
+    ScoreCount.objects.create(hour=hour, pool="normal", bin=3, count=6)
 
     assert roll_up_dsn_counts.apply().get() == 2
     assert list(RoutingHourly.objects.values_list("hour", "source", "count")) == [(hour, "c1", 15)]
     assert RoutingCount.objects.count() == 1 and DSNSample.objects.count() == 1
     assert list(AddressCount.objects.values_list("count", flat=True)) == [4]
+    assert list(ScoreCount.objects.values_list("count", flat=True)) == [6]

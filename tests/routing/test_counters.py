@@ -169,3 +169,30 @@ def test_mail_is_counted_per_source_address_and_hour():
     counters.flush()
     row = AddressCount.objects.get()
     assert (row.hour, row.address, row.count) == (T0.replace(minute=0, second=0), "192.0.2.1", 2)
+
+
+def test_a_flush_writes_hourly_rows_and_score_bins_too():
+    """Each flush adds its counts to the hourly tables (every hour, for long charts) and
+    counts scored messages per hour, pool and half-point bin."""
+    from reputation.models import DSNHourly
+    from routing.models import RoutingHourly, ScoreCount
+
+    clock = Clock(T0)
+    counters = Counters(clock)
+    scored = Decision("high-risk", "high-risk", "192.0.2.9", ("spam-score",), 7.3, False, "x")
+    for minute in (0, 1):
+        clock.now = T0 + timedelta(minutes=minute)
+        counters.record(MessageFacts(source="10.0.0.1"), scored)
+        counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
+    counters.flush()
+    counters.record(MessageFacts(source="10.0.0.1"), scored)
+    counters.flush()  # a second flush adds to the same hour
+    hour = T0.replace(minute=0, second=0)
+    hourly = {(r.hour, r.reasons): r.count for r in RoutingHourly.objects.all()}
+    assert hourly == {(hour, "spam-score"): 3, (hour, "dsn"): 2}
+    assert RoutingCount.objects.filter(reasons="spam-score").count() == 2  # two minutes
+    dsn_hours = DSNHourly.objects.filter(hour=hour)
+    assert sum(dsn_hours.values_list("count", flat=True)) == 2 * 3  # three recipients each
+    assert list(ScoreCount.objects.values_list("hour", "pool", "bin", "count")) == [
+        (hour, "high-risk", 14, 3)
+    ]
