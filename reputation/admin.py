@@ -7,6 +7,8 @@ from django.utils.html import format_html_join
 
 from reputation import dnsbl
 from reputation.models import Blocklist, BlocklistEvent, CheckRun, Listing, Spike, SpikeThreshold
+from routing import changes
+from routing.changes import RecordChanges
 
 
 class BlocklistForm(forms.ModelForm):
@@ -61,8 +63,9 @@ class BlocklistForm(forms.ModelForm):
 
 
 @admin.register(Blocklist)
-class BlocklistAdmin(admin.ModelAdmin):
+class BlocklistAdmin(RecordChanges, admin.ModelAdmin):
     form = BlocklistForm
+    secret_fields = ["access_key"]
     list_display = [
         "zone",
         "kind",
@@ -157,7 +160,7 @@ class BlocklistEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(SpikeThreshold)
-class SpikeThresholdAdmin(admin.ModelAdmin):
+class SpikeThresholdAdmin(RecordChanges, admin.ModelAdmin):
     list_display = [
         "__str__",
         "dimension",
@@ -297,8 +300,9 @@ class ChannelForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(RecordChanges, admin.ModelAdmin):
     form = ChannelForm
+    secret_keys = ["secret", "url"]  # a webhook's URL is its credential
     list_display = ["name", "kind", "min_severity", "pool_list", "disabled", "last_error"]
     list_filter = ["kind", "disabled", "min_severity"]
     search_fields = ["name"]
@@ -385,3 +389,77 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ["event__subject", "recipients", "error"]
     list_select_related = ["event", "channel"]
     date_hierarchy = "created"
+
+
+# --- schedules (django-celery-beat) --------------------------------------------------------------
+
+from django_celery_beat import admin as beat_admin  # noqa: E402 - registers its admin classes
+from django_celery_beat.models import (  # noqa: E402
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+
+
+def _shipped(model, default: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
+    """The admin class registered for a model (or `default`), unregistered so that a
+    subclass recording changes can take its place."""
+    if not admin.site.is_registered(model):
+        return default
+    shipped = type(admin.site.get_model_admin(model))
+    admin.site.unregister(model)
+    return shipped
+
+
+_PeriodicTaskBase = _shipped(PeriodicTask, beat_admin.PeriodicTaskAdmin)
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(RecordChanges, _PeriodicTaskBase):
+    """The shipped admin; its enable/disable/toggle actions (bulk updates) are recorded too."""
+
+    def _recording(self, request, queryset):
+        return changes.recorded(user=request.user, queryset=queryset, fields=["enabled"])
+
+    @admin.action(description=_PeriodicTaskBase.enable_tasks.short_description)
+    def enable_tasks(self, request, queryset) -> None:
+        with self._recording(request, queryset):
+            super().enable_tasks(request, queryset)
+
+    @admin.action(description=_PeriodicTaskBase.disable_tasks.short_description)
+    def disable_tasks(self, request, queryset) -> None:
+        with self._recording(request, queryset):
+            super().disable_tasks(request, queryset)
+
+    @admin.action(description=_PeriodicTaskBase.toggle_tasks.short_description)
+    def toggle_tasks(self, request, queryset) -> None:
+        with self._recording(request, queryset):
+            super().toggle_tasks(request, queryset)
+
+
+@admin.register(IntervalSchedule)
+class IntervalScheduleAdmin(
+    RecordChanges, _shipped(IntervalSchedule, beat_admin.IntervalScheduleAdmin)
+):
+    pass
+
+
+@admin.register(CrontabSchedule)
+class CrontabScheduleAdmin(
+    RecordChanges, _shipped(CrontabSchedule, beat_admin.CrontabScheduleAdmin)
+):
+    pass
+
+
+@admin.register(SolarSchedule)
+class SolarScheduleAdmin(RecordChanges, _shipped(SolarSchedule, beat_admin.SolarScheduleAdmin)):
+    pass
+
+
+@admin.register(ClockedSchedule)
+class ClockedScheduleAdmin(
+    RecordChanges, _shipped(ClockedSchedule, beat_admin.ClockedScheduleAdmin)
+):
+    pass

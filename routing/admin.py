@@ -9,8 +9,16 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from routing import pools, tokens
-from routing.models import ApiToken, IPRange, Pool, PoolAddress, RoutingPolicy
+from routing import changes, pools, tokens
+from routing.changes import RecordChanges
+from routing.models import (
+    ApiToken,
+    IPRange,
+    Pool,
+    PoolAddress,
+    RoutingPolicy,
+    SettingChange,
+)
 
 
 class RangeFormSet(BaseInlineFormSet):
@@ -45,12 +53,13 @@ class IPRangeInline(admin.TabularInline):
 
 
 @admin.register(Pool)
-class PoolAdmin(admin.ModelAdmin):
+class PoolAdmin(RecordChanges, admin.ModelAdmin):
     list_display = ["name", "kind", "range_list", "address_total", "in_rotation"]
     list_filter = ["kind"]
     search_fields = ["name", "description", "ranges__cidr"]
     fields = ["name", "kind", "description", "take_listed_out"]
     inlines = [IPRangeInline]
+    recorded_relations = {"ranges": "cidr"}
 
     def get_queryset(self, request):
         return (
@@ -85,7 +94,7 @@ class PoolAdmin(admin.ModelAdmin):
 
 
 @admin.register(PoolAddress)
-class PoolAddressAdmin(admin.ModelAdmin):
+class PoolAddressAdmin(RecordChanges, admin.ModelAdmin):
     list_display = [
         "address",
         "pool",
@@ -102,6 +111,7 @@ class PoolAddressAdmin(admin.ModelAdmin):
     readonly_fields = ["ip_range", "state_changed", "listed", "listed_reason"]
     actions = ["take_out_of_rotation", "put_back_into_rotation"]
     list_per_page = 200
+    recorded_fields = ["active", "reason", "keep_in_rotation", "hostname"]
 
     def get_fields(self, request, obj=None):
         return [
@@ -128,21 +138,23 @@ class PoolAddressAdmin(admin.ModelAdmin):
 
     @admin.action(description="Take selected addresses out of rotation", permissions=["change"])
     def take_out_of_rotation(self, request, queryset) -> None:
-        count = queryset.filter(active=True).update(
-            active=False, reason=f"taken out by {request.user}", state_changed=timezone.now()
-        )
+        changing = queryset.filter(active=True)
+        with changes.recorded(user=request.user, queryset=changing, fields=["active"]):
+            count = changing.update(
+                active=False, reason=f"taken out by {request.user}", state_changed=timezone.now()
+            )
         self.message_user(request, f"{count} address(es) taken out of rotation.")
 
     @admin.action(description="Put selected addresses back into rotation", permissions=["change"])
     def put_back_into_rotation(self, request, queryset) -> None:
-        count = queryset.filter(active=False).update(
-            active=True, reason="", state_changed=timezone.now()
-        )
+        changing = queryset.filter(active=False)
+        with changes.recorded(user=request.user, queryset=changing, fields=["active"]):
+            count = changing.update(active=True, reason="", state_changed=timezone.now())
         self.message_user(request, f"{count} address(es) put back into rotation.")
 
 
 @admin.register(RoutingPolicy)
-class RoutingPolicyAdmin(admin.ModelAdmin):
+class RoutingPolicyAdmin(RecordChanges, admin.ModelAdmin):
     """One policy row: the changelist goes straight to it."""
 
     fieldsets = [
@@ -174,10 +186,11 @@ class ApiTokenForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(RecordChanges, admin.ModelAdmin):
     form = ApiTokenForm
     list_display = ["name", "prefix", "created", "last_used", "revoked"]
     readonly_fields = ["prefix", "created", "last_used"]
+    recorded_fields = ["name", "revoked"]  # never the digest
 
     def get_fields(self, request, obj=None):
         return ["name", "prefix", "created", "last_used", "revoked"] if obj else ["name"]
@@ -188,9 +201,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         row, token = tokens.issue(obj.name)
         obj.pk = row.pk
+        changes.record(user=request.user, obj=row, action=SettingChange.Action.ADDED)
         self.message_user(
             request,
             f"Token for {row.name}: {token} (copy it now: it is not stored and "
             "will not be shown again).",
             messages.WARNING,
         )
+
+
+@admin.register(SettingChange)
+class SettingChangeAdmin(admin.ModelAdmin):
+    """The audit trail of settings: read-only for everyone, superusers included."""
+
+    list_display = ["created", "username", "action", "model", "object_repr", "field", "old", "new"]
+    list_filter = ["action", "model", "field", "username"]
+    search_fields = ["username", "object_repr", "field", "old", "new"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
