@@ -103,6 +103,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "reputation.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
+]
 WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
 if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing

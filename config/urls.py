@@ -3,6 +3,8 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from reputation import views as dashboard
+
 
 def healthz(request):
     """Liveness for load balancers and process supervisors: no data, so no login."""
@@ -15,6 +17,9 @@ admin.site.index_title = "Outbound IP reputation"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # The admin index is the dashboard; its pages live under /admin/dashboard/.
+    path("admin/", admin.site.admin_view(dashboard.index)),
+    path("admin/dashboard/", include("reputation.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("", include("routing.urls")),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html_join
 
 from reputation import dnsbl
@@ -97,6 +98,9 @@ class BlocklistAdmin(RecordChanges, admin.ModelAdmin):
     ]
 
     @admin.display(description="access key")
+    def view_on_site(self, obj: Blocklist) -> str:
+        return reverse("dashboard:blocklist", args=[obj.pk])
+
     def key_status(self, obj: Blocklist) -> str:
         if obj.access_key:
             return "set (hidden)"
@@ -114,6 +118,9 @@ class ListingAdmin(admin.ModelAdmin):
     list_filter = [("closed", admin.EmptyFieldListFilter), "blocklist", "pool"]
     search_fields = ["address", "reason"]
     date_hierarchy = "opened"
+
+    def view_on_site(self, obj: Listing) -> str:
+        return reverse("dashboard:address", args=[obj.address])
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -179,6 +186,10 @@ class SpikeThresholdAdmin(RecordChanges, admin.ModelAdmin):
 @admin.register(Spike)
 class SpikeAdmin(admin.ModelAdmin):
     list_display = ["started", "ended", "dimension", "value", "peak", "baseline", "cause"]
+
+    def view_on_site(self, obj: Spike) -> str:
+        return reverse("dashboard:spike", args=[obj.pk])
+
     list_filter = ["cause", "dimension", ("ended", admin.EmptyFieldListFilter)]
     search_fields = ["value"]
     date_hierarchy = "started"

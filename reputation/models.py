@@ -149,6 +149,7 @@ class CheckRun(models.Model):
     class Meta:
         ordering = ["-started"]
         verbose_name = "check run"
+        indexes = [models.Index(fields=["started"])]
 
     def __str__(self) -> str:
         return f"{self.trigger} {self.started:%Y-%m-%d %H:%M}"
@@ -208,6 +209,7 @@ class Listing(models.Model):
 
     class Meta:
         ordering = ["-opened"]
+        indexes = [models.Index(fields=["opened"]), models.Index(fields=["address", "opened"])]
         constraints = [
             models.UniqueConstraint(
                 fields=["address", "blocklist"],

@@ -113,6 +113,9 @@ class PoolAddressAdmin(RecordChanges, admin.ModelAdmin):
     list_per_page = 200
     recorded_fields = ["active", "reason", "keep_in_rotation", "hostname"]
 
+    def view_on_site(self, obj: PoolAddress) -> str:
+        return reverse("dashboard:address", args=[obj.address])
+
     def get_fields(self, request, obj=None):
         return [
             "pool",

@@ -244,7 +244,7 @@ class RoutingPolicy(models.Model):
         verbose_name_plural = "routing policy"
 
     def __str__(self) -> str:
-        return f"threshold {self.spam_threshold:g}"
+        return "routing policy"
 
     @classmethod
     def load(cls) -> RoutingPolicy:
@@ -395,7 +395,7 @@ class SettingChange(models.Model):
         indexes = [models.Index(fields=["field", "created"])]
 
     def __str__(self) -> str:
-        what = f"{self.object_repr}.{self.field}" if self.field else self.object_repr
+        what = f"{self.object_repr} {self.field}" if self.field else self.object_repr
         if self.action == self.Action.CHANGED:
             return f"{self.username}: {what} {self.old} → {self.new}"
         return f"{self.username}: {self.get_action_display().lower()} {what}"

@@ -1,0 +1,346 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Playwright, against
+the live test server. Screenshots of the main pages go to test-artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("POOLWARDEN_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+# As root and on a closed network: no sandbox, and none of Chromium's own background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+@pytest.fixture
+def data(db):
+    """Two pools, two lists, a week of traffic and scores, an older month, a listing, an
+    open DSN spike, a sweep and an alert."""
+    from reputation.alert_models import Event
+    from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
+    from routing.models import (
+        DSNCount,
+        IPRange,
+        Pool,
+        RoutingCount,
+        RoutingHourly,
+        RoutingPolicy,
+        ScoreCount,
+    )
+
+    Pool.objects.all().delete()
+    normal = Pool.objects.create(name="normal", kind="normal")
+    risky = Pool.objects.create(name="high-risk", kind="high-risk", take_listed_out=False)
+    IPRange.objects.create(pool=normal, cidr="192.0.2.0/30")
+    IPRange.objects.create(pool=risky, cidr="198.51.100.0/30")
+    normal.sync_addresses()
+    risky.sync_addresses()
+    RoutingPolicy.load()
+    zen = Blocklist.objects.create(zone="zen.test", weight="major", codes={"127.0.0.2": "SBL"})
+    minor = Blocklist.objects.create(zone="minor.test", weight="minor")
+
+    recent = NOW - timedelta(hours=2)
+    for pool, reasons, count in (
+        ("normal", "none", 100),
+        ("high-risk", "spam-score", 30),
+        ("high-risk", "dsn", 10),
+    ):
+        # As a flush writes them: per minute and per hour.
+        RoutingCount.objects.create(minute=recent, pool=pool, reasons=reasons, count=count)
+        RoutingHourly.objects.create(
+            hour=recent.replace(minute=0), pool=pool, reasons=reasons, count=count
+        )
+    old_hour = (NOW - timedelta(days=10)).replace(minute=0)
+    RoutingHourly.objects.create(hour=old_hour, pool="normal", reasons="none", count=500)
+    hour = recent.replace(minute=0)
+    ScoreCount.objects.create(hour=hour, pool="normal", bin=2, count=100)
+    ScoreCount.objects.create(hour=hour, pool="high-risk", bin=14, count=30)
+    bounced = NOW - timedelta(minutes=30)
+    DSNCount.objects.create(minute=bounced, pool="high-risk", count=40)
+    DSNHourly.objects.create(hour=bounced.replace(minute=0), pool="high-risk", count=40)
+
+    spike = Spike.objects.create(
+        dimension="all",
+        started=NOW - timedelta(minutes=40),
+        peak=40,
+        baseline=2.0,
+        cause="backscatter",
+        confidence=0.8,
+        evidence={},
+    )
+    listing = Listing.objects.create(
+        address="192.0.2.1",
+        pool="normal",
+        blocklist=zen,
+        codes=["127.0.0.2"],
+        meanings=["SBL"],
+        opened=NOW - timedelta(days=1),
+    )
+    Listing.objects.create(
+        address="198.51.100.2",
+        pool="high-risk",
+        blocklist=minor,
+        codes=["127.0.0.2"],
+        meanings=[],
+        opened=NOW - timedelta(days=5),
+        closed=NOW - timedelta(days=4),
+    )
+    for address in ("192.0.2.1", "192.0.2.2"):
+        AddressCheck.objects.create(
+            address=address,
+            blocklist=zen,
+            status="listed" if address == "192.0.2.1" else "clean",
+            checked=NOW - timedelta(minutes=10),
+            fresh_until=NOW + timedelta(minutes=50),
+        )
+    CheckRun.objects.create(
+        trigger="schedule",
+        started=NOW - timedelta(minutes=11),
+        finished=NOW - timedelta(minutes=10, seconds=18),
+        addresses=8,
+        queries=16,
+        listed=1,
+        clean=13,
+        unknown=2,
+        errors={"minor.test": {"timeout": 2}},
+    )
+    Event.objects.create(
+        kind="listing-opened",
+        severity="critical",
+        source="test:1",
+        pool="normal",
+        address="192.0.2.1",
+        zone="zen.test",
+        subject="192.0.2.1 (normal) listed on zen.test",
+    )
+    return {"spike": spike, "listing": listing, "zen": zen}
+
+
+def login(page, live_server, user) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "pw-" + user.username)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+
+def wait_drawn(page, chart: str, query: str | None = None) -> None:
+    """Until the chart's plot is drawn (for `query`, when given)."""
+    selector = f"#pw-chart-{chart} .pw-plot[data-state=ready]"
+    if query is not None:
+        selector += f'[data-query="{query}"]'
+    page.wait_for_selector(selector, timeout=15_000)
+    page.wait_for_selector(f"#pw-chart-{chart} .pw-plot .main-svg", timeout=15_000)
+
+
+def traces(page, chart: str) -> dict[str, float]:
+    """{trace name: sum of its y values} of a drawn chart, read from the plot itself."""
+    return page.evaluate(
+        """(chart) => {
+            const plot = document.querySelector(`#pw-chart-${chart} .pw-plot`);
+            const out = {};
+            for (const trace of plot.data) {
+                const ys = (trace.y || []).filter((y) => typeof y === "number");
+                out[trace.name] = ys.reduce((a, b) => a + b, 0);
+            }
+            return out;
+        }""",
+        chart,
+    )
+
+
+def pool_total(sums: dict[str, float], pool: str) -> float:
+    return sum(v for name, v in sums.items() if name.startswith(pool + " "))
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_viewer_sees_overview_and_every_chart_drawn(page, live_server, viewer, data):
+    """A viewer's admin index shows the listed address, the sweep, the spike and the alert,
+    and every chart is an SVG drawn by Plotly from the recorded counts."""
+    from reputation.charts import CHARTS
+
+    login(page, live_server, viewer)
+    for name in CHARTS:
+        wait_drawn(page, name)
+    overview = page.inner_text(".pw-overview")
+    assert "192.0.2.1" in overview and "zen.test" in overview
+    assert "16 queries" in overview and "2 unknown answers" in overview
+    assert "backscatter" in overview
+    assert "listed on zen.test" in overview
+    sums = traces(page, "traffic")
+    assert pool_total(sums, "normal") == 100
+    assert pool_total(sums, "high-risk") == 40
+    scores = traces(page, "scores")
+    assert sum(scores.values()) == 130
+    screenshot(page, "index-viewer")
+
+
+def test_filters_change_the_data(page, live_server, viewer, data):
+    """A longer range brings in the older month; the pool filter leaves one pool."""
+    login(page, live_server, viewer)
+    wait_drawn(page, "traffic")
+    card = "#pw-chart-traffic"
+    page.select_option(f"{card} select[name=range]", "30d")
+    wait_drawn(page, "traffic", "range=30d")
+    assert pool_total(traces(page, "traffic"), "normal") == 600
+    page.select_option(f"{card} select[name=pool]", "high-risk")
+    wait_drawn(page, "traffic", "range=30d&pool=high-risk")
+    sums = traces(page, "traffic")
+    assert pool_total(sums, "high-risk") == 40
+    assert pool_total(sums, "normal") == 0
+
+
+def test_clicking_a_spike_opens_it(page, live_server, viewer, data):
+    """The DSN chart marks the open spike; clicking its marker opens the spike's page."""
+    login(page, live_server, viewer)
+    wait_drawn(page, "dsn")
+    page.locator("#pw-chart-dsn").scroll_into_view_if_needed()
+    url = f"/admin/dashboard/spike/{data['spike'].pk}/"
+    point = page.evaluate(
+        """(url) => {
+            const plot = document.querySelector("#pw-chart-dsn .pw-plot");
+            const layout = plot._fullLayout;
+            for (const trace of plot.data) {
+                const links = trace.customdata || [];
+                const i = links.indexOf(url);
+                if (i < 0) continue;
+                const xa = layout[(trace.xaxis || "x").replace("x", "xaxis")];
+                const ya = layout[(trace.yaxis || "y").replace("y", "yaxis")];
+                const box = plot.getBoundingClientRect();
+                return {
+                    x: box.left + xa._offset + xa.d2p(trace.x[i]),
+                    y: box.top + ya._offset + ya.d2p(trace.y[i]),
+                };
+            }
+            return null;
+        }""",
+        url,
+    )
+    assert point is not None, "no spike marker links to the spike"
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url(f"{live_server.url}{url}", timeout=10_000)
+    assert "backscatter" in page.inner_text("#content")
+    screenshot(page, "spike")
+
+
+def test_detail_pages_render(page, live_server, viewer, data):
+    """The address and blocklist pages show their listing and draw their chart."""
+    login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/admin/dashboard/address/192.0.2.1/")
+    page.wait_for_selector(".pw-plot[data-state=ready] .main-svg")
+    text = page.inner_text("#content")
+    assert "zen.test" in text and "SBL" in text
+    screenshot(page, "address")
+    page.goto(f"{live_server.url}/admin/dashboard/blocklist/{data['zen'].pk}/")
+    page.wait_for_selector(".pw-plot[data-state=ready] .main-svg")
+    assert "192.0.2.1" in page.inner_text("#content")
+    screenshot(page, "blocklist")
+
+
+def test_viewer_cannot_change_settings(page, live_server, viewer, data):
+    """The routing policy page is read-only for a viewer, and a forged POST is refused."""
+    from routing.models import RoutingPolicy
+
+    login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/admin/routing/routingpolicy/1/change/")
+    assert page.locator("input[name=_save]").count() == 0
+    assert page.locator("#id_spam_threshold").count() == 0
+    token = page.context.cookies()
+    csrf = next(c["value"] for c in token if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{live_server.url}/admin/routing/routingpolicy/1/change/",
+        form={"csrfmiddlewaretoken": csrf, "spam_threshold": "1.0"},
+        headers={"Referer": f"{live_server.url}/admin/", "X-CSRFToken": csrf},
+    )
+    assert response.status == 403
+    assert RoutingPolicy.load().spam_threshold == 5.0
+    page.goto(f"{live_server.url}/admin/reputation/blocklist/{data['zen'].pk}/change/")
+    assert page.locator("input[name=_save]").count() == 0
+
+
+def route(page, live_server, token: str, score: float) -> dict:
+    response = page.request.post(
+        f"{live_server.url}/api/v1/route",
+        data={"mail_from": "someone@example.test", "rcpt_to": ["a@b.test"], "spam_score": score},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 200, response.text()
+    return response.json()
+
+
+def test_operator_lowers_spam_threshold_and_routing_follows(page, live_server, operator, data):
+    """An operator sets the threshold from 5 to 2 in the admin: a message scoring 3 then goes
+    high-risk, the change is recorded, and the share chart marks it."""
+    from routing import tokens
+    from routing.models import SettingChange
+
+    _, token = tokens.issue("browser test")
+    assert route(page, live_server, token, 3.0)["pool"] == "normal"
+    login(page, live_server, operator)
+    page.goto(f"{live_server.url}/admin/routing/routingpolicy/1/change/")
+    page.fill("#id_spam_threshold", "2")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+    decision = route(page, live_server, token, 3.0)
+    assert decision["pool"] == "high-risk"
+    assert "spam-score" in decision["reasons"]
+    change = SettingChange.objects.get(field="spam_threshold")
+    assert change.username == operator.username
+    assert (float(change.old), float(change.new)) == (5.0, 2.0)
+    page.goto(f"{live_server.url}/admin/")
+    wait_drawn(page, "share")
+    shapes = page.evaluate(
+        """() => (document.querySelector("#pw-chart-share .pw-plot").layout.annotations || [])
+            .map((a) => a.text)"""
+    )
+    assert any("2" in text and operator.username in text for text in shapes), shapes
+    screenshot(page, "index-operator")
