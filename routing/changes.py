@@ -8,6 +8,7 @@ A secret is recorded as changed, never by value.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,3 +239,36 @@ class RecordChanges:
 
 def _listed(values: list[str]) -> str:
     return readable(", ".join(values)) if values else NONE
+
+
+# "~ routing: spam_threshold 5.0 -> 3.0", "+ pool extra", "- blocklist x: ...", as planned by
+# routing.configdoc.
+PLAN_LINE = re.compile(r"^(?P<sign>[~+-]) (?P<what>[^:]+?)(?:: (?P<detail>.*))?$")
+VALUE_CHANGE = re.compile(r"^(?P<field>\w+) (?P<old>.*) -> (?P<new>.*)$")
+SIGNS = {"+": Action.ADDED, "~": Action.CHANGED, "-": Action.DELETED}
+
+
+def plan_entry(line: str, *, username: str) -> SettingChange:
+    """One change line of a configuration import as a SettingChange (who: `username`)."""
+    match = PLAN_LINE.match(line)
+    if match is None:
+        return SettingChange(username=username, model="config", object_repr=line[:200])
+    what, detail = match["what"].strip(), match["detail"] or ""
+    value = VALUE_CHANGE.match(detail)
+    row = SettingChange(
+        username=username,
+        action=SIGNS[match["sign"]],
+        model="config",
+        object_repr="routing policy" if what == "routing" else what[:200],
+    )
+    if value:
+        row.field = value["field"]
+        row.old, row.new = value["old"].strip("'\""), value["new"].strip("'\"")
+    else:
+        row.new = detail[:500]
+    return row
+
+
+def record_plan(lines: Iterable[str], *, username: str) -> None:
+    """Record the changes a configuration import applied (config_import)."""
+    SettingChange.objects.bulk_create(plan_entry(line, username=username) for line in lines)

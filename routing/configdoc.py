@@ -96,9 +96,14 @@ def plan_document(text: str, *, prune: bool = False) -> Plan:
 
 
 @transaction.atomic
-def apply_plan(plan: Plan) -> None:
+def apply_plan(plan: Plan, *, record_as: str = "") -> None:
+    """Apply every change, and record them as setting changes by `record_as` if given."""
     for action in plan.actions:
         action()
+    if record_as:
+        from routing.changes import record_plan
+
+        record_plan(plan.changes, username=record_as)
 
 
 # --- pools -------------------------------------------------------------------------------

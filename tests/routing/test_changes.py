@@ -346,3 +346,27 @@ def test_readable_text_masks_secrets_at_any_depth():
     assert changes.readable(None) == "(none)"
     assert changes.readable(False) == "no"
     assert changes.readable("x" * 600).endswith("…") and len(changes.readable("x" * 600)) == 500
+
+
+@pytest.mark.django_db
+def test_config_import_records_what_it_changed(tmp_path):
+    """An import's changes are recorded too, the threshold as field, old and new, so that
+    the charts mark it like a change made in the admin; a dry run records nothing."""
+    import io
+
+    from django.core.management import call_command
+
+    path = tmp_path / "pw.toml"
+    path.write_text(
+        '[routing]\nspam_threshold = 3.5\n\n[[pools]]\nname = "extra"\n'
+        'kind = "high-risk"\nranges = ["203.0.113.0/30"]\n'
+    )
+    call_command("config_import", str(path), "--dry-run", stdout=io.StringIO())
+    assert not SettingChange.objects.exists()
+    call_command("config_import", str(path), stdout=io.StringIO())
+    threshold = SettingChange.objects.get(field="spam_threshold")
+    assert (threshold.old, threshold.new) == ("5.0", "3.5")
+    assert threshold.object_repr == "routing policy"
+    assert threshold.username.startswith("config_import (")
+    added = SettingChange.objects.get(action="added")
+    assert added.object_repr.startswith("pool extra (high-risk")

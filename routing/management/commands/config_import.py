@@ -1,3 +1,4 @@
+import getpass
 import sys
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         elif dry_run:
             self.stdout.write(f"dry run: {len(plan.changes)} change(s) not applied")
         else:
-            apply_plan(plan)
+            apply_plan(plan, record_as=f"config_import ({login_name()})")
             self.stdout.write(f"{len(plan.changes)} change(s) applied")
 
     def read(self, file: str) -> str:
@@ -49,3 +50,11 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {file}: {exc.strerror}", returncode=2) from None
         except UnicodeDecodeError:
             raise CommandError(f"{file}: not UTF-8 text", returncode=2) from None
+
+
+def login_name() -> str:
+    """Who ran the import, for the change history."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
