@@ -20,10 +20,15 @@ class Chart:
     builder: str  # dotted path
     help: str = ""
     ranged: bool = True  # False: shows the current state, no time range
+    uses_traffic: bool = False  # can draw from a traffic() series read once for the page
 
-    def figure(self, *, rng: TimeRange, pool: str | None) -> dict:
+    def figure(self, *, rng: TimeRange, pool: str | None, series=None) -> dict:
         build = import_string(self.builder)
-        return build(rng=rng, pool=pool) if self.ranged else build(pool=pool)
+        if not self.ranged:
+            return build(pool=pool)
+        if self.uses_traffic and series is not None:
+            return build(rng=rng, pool=pool, series=series)
+        return build(rng=rng, pool=pool)
 
 
 CHARTS = {
@@ -34,12 +39,14 @@ CHARTS = {
             "Traffic per pool and reason",
             "reputation.traffic.traffic_figure",
             "Messages routed per pool, stacked by the reason that chose the pool.",
+            uses_traffic=True,
         ),
         Chart(
             "share",
             "Share through the high-risk pool",
             "reputation.traffic.high_risk_share_figure",
             "Dashed lines: spam-threshold changes.",
+            uses_traffic=True,
         ),
         Chart(
             "dsn",

@@ -24,9 +24,9 @@ from django.utils.http import RFC3986_SUBDELIMS
 from reputation import dnsbl, figures
 from reputation.events import listing_severity, pool_kinds
 from reputation.figures import COLOURS, iso
-from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
+from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
 from reputation.timerange import TimeRange, bucket_expression, bucket_sums, source, to_datetime
-from routing.models import DSNCount, PoolAddress
+from routing.models import DSNCount, DSNTotal, PoolAddress
 
 DAY = timedelta(days=1)
 MAX_SPIKES = 200
@@ -102,9 +102,10 @@ def dsn_volume(*, rng: TimeRange, pool: str | None = None, baseline_days: int = 
 
 def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -> Counter:
     """{bucket start: DSNs} over [start, end): per-minute rows for minute buckets while they
-    are kept, else the hourly rows (every hour); one grouped query."""
+    are kept, else the hourly totals per pool (every hour); one grouped query."""
     span = TimeRange("custom", start, end, bucket)
-    model, field = source(span, minutes=DSNCount, hours=DSNHourly)
+    # Per hour, the per-pool totals: DSNHourly's other dimensions would mean 100 times the rows.
+    model, field = source(span, minutes=DSNCount, hours=DSNTotal)
     rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
     if pool:
         rows = rows.filter(pool=pool)
@@ -456,7 +457,6 @@ def status_figure(*, pool: str | None = None) -> dict:
     address."""
     matrix = status_matrix(pool=pool)
     url = detail_url("address")
-    width = len(matrix.zones)
     domain = [kind == dnsbl.DOMAIN for kind in matrix.kinds]
     text = [
         [
@@ -482,7 +482,9 @@ def status_figure(*, pool: str | None = None) -> dict:
         },
         "xgap": 1,
         "ygap": 1,
-        "customdata": [[url(address)] * width for address in matrix.addresses],
+        # One link for the whole trace, not one per cell: a thousand rows of twenty URLs
+        # would make the figure a megabyte. The page's script puts the row's address in.
+        "meta": {"link": url("PWROW").replace("PWROW", "{y}")},
         "text": text,
         "hovertemplate": "%{y} on %{x}<br>%{text}<extra></extra>",
     }

@@ -81,6 +81,7 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
         AddressCount,
         DSNCount,
         DSNSample,
+        DSNTotal,
         RoutingCount,
         RoutingHourly,
         ScoreCount,
@@ -94,8 +95,9 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
         expired += model.objects.filter(minute__lt=cutoff).delete()[0]
     DSNSample.objects.filter(minute__lt=cutoff).delete()
     horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
-    for model in (DSNHourly, RoutingHourly, AddressCount, ScoreCount):
+    for model in (DSNHourly, DSNTotal, RoutingHourly, AddressCount):
         model.objects.filter(hour__lt=horizon).delete()
+    ScoreCount.objects.filter(day__lt=horizon).delete()
     return expired
 
 

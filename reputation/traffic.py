@@ -199,11 +199,11 @@ def high_risk_share_figure(
 def score_distribution(
     *, rng: TimeRange, pool: str | None = None
 ) -> dict[str, list[tuple[float, int]]]:
-    """{pool name: [(bin's lowest score, messages), ...]} for scored messages in the hours
-    from the start of `rng.start`'s hour to `rng.end`; bins are half a point wide, sorted, and
-    only bins with messages are listed. Normal pools first."""
-    start = rng.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    rows = ScoreCount.objects.filter(hour__gte=start, hour__lt=rng.end)
+    """{pool name: [(bin's lowest score, messages), ...]} for scored messages on the UTC days
+    from `rng.start`'s day to `rng.end` (scores are counted per day); bins are half a point
+    wide, sorted, and only bins with messages are listed. Normal pools first."""
+    start = rng.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = ScoreCount.objects.filter(day__gte=start, day__lt=rng.end)
     if pool:
         rows = rows.filter(pool=pool)
     # No time axis here, so a plain grouped sum (bucket_sums would group per bucket too).

@@ -61,12 +61,16 @@ def page_filters(request: HttpRequest) -> tuple[Filters, str]:
         return Filters(default, None, list(Pool.objects.values_list("name", flat=True))), str(exc)
 
 
-def chart_cards(selected: Filters, names=None) -> list[dict]:
+def chart_cards(selected: Filters) -> list[dict]:
+    """Every chart's figure for the page's filters. Without a pool filter, the traffic and
+    share charts draw from one read of the routing counts."""
+    from reputation.traffic import traffic
+
+    series = None if selected.pool else traffic(rng=selected.rng)
     cards = []
     for chart in charts.CHARTS.values():
-        if names is None or chart.name in names:
-            fig = chart.figure(rng=selected.rng, pool=selected.pool)
-            cards.append({"chart": chart, "figure": fig, "element": f"pw-figure-{chart.name}"})
+        fig = chart.figure(rng=selected.rng, pool=selected.pool, series=series)
+        cards.append({"chart": chart, "figure": fig, "element": f"pw-figure-{chart.name}"})
     return cards
 
 

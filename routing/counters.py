@@ -2,8 +2,9 @@
 database in batches with upserts that add to what other processes wrote.
 
 Each flush adds the same counts to the hourly tables too (RoutingHourly, reputation's
-DSNHourly): they hold every hour from the first, so charts over weeks and years read hours
-only, and the per-minute rows can simply expire (reputation.tasks.roll_up_dsn_counts).
+DSNHourly, and DSNTotal per pool only): they hold every hour from the first, so charts over
+weeks and years read hours only, and the per-minute rows can simply expire
+(reputation.tasks.roll_up_dsn_counts). Spam scores are counted per day (ScoreCount).
 
 Nothing is written per message. A failed flush keeps the counts for the next one.
 """
@@ -20,7 +21,15 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing.facts import Decision, MessageFacts
-from routing.models import AddressCount, DSNCount, DSNSample, RoutingCount, ScoreCount, score_bin
+from routing.models import (
+    AddressCount,
+    DSNCount,
+    DSNSample,
+    DSNTotal,
+    RoutingCount,
+    ScoreCount,
+    score_bin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +41,7 @@ SCORE_KEY = tuple(ScoreCount._meta.constraints[0].fields)
 ROUTING_HOURLY_KEY = ("hour", *ROUTING_KEY[1:])
 DSN_HOURLY_KEY = ("hour", *DSN_KEY[1:])
 DSN_HOURLY_TABLE = "reputation_dsnhourly"  # reputation.DSNHourly, the same dimensions by hour
+DSN_TOTAL_KEY = tuple(DSNTotal._meta.constraints[0].fields)
 
 
 def minute_of(now: datetime) -> datetime:
@@ -53,7 +63,7 @@ class Counters:
         self.routing: Counter[tuple] = Counter()
         self.dsn: Counter[tuple] = Counter()
         self.addresses: Counter[tuple] = Counter()  # (hour, source address)
-        self.scores: Counter[tuple] = Counter()  # (hour, pool, score bin)
+        self.scores: Counter[tuple] = Counter()  # (day, pool, score bin)
         self.samples: list[dict] = []
         self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
         self.random = random.Random(seed)
@@ -69,7 +79,8 @@ class Counters:
             if decision.source_ip:
                 self.addresses[(hour, decision.source_ip)] += 1
             if decision.spam_score is not None:
-                self.scores[(hour, decision.pool, score_bin(decision.spam_score))] += 1
+                day = hour.replace(hour=0)
+                self.scores[(day, decision.pool, score_bin(decision.spam_score))] += 1
             if not facts.is_dsn:
                 self.remember_routed(facts.message_id)
                 return
@@ -140,6 +151,7 @@ class Counters:
                 upsert("routing_routinghourly", ROUTING_HOURLY_KEY, by_hour(routing))
                 upsert("routing_dsncount", DSN_KEY, dsn)
                 upsert(DSN_HOURLY_TABLE, DSN_HOURLY_KEY, by_hour(dsn))
+                upsert("routing_dsntotal", DSN_TOTAL_KEY, by_hour(dsn, keep=1))
                 upsert("routing_addresscount", ADDRESS_KEY, addresses)
                 upsert("routing_scorecount", SCORE_KEY, scores)
                 DSNSample.objects.bulk_create(DSNSample(**sample) for sample in samples)
@@ -149,11 +161,12 @@ class Counters:
         return sum(map(len, drained))
 
 
-def by_hour(counts: Counter) -> Counter:
-    """Per-minute counts (the minute first in each key) summed per hour."""
+def by_hour(counts: Counter, keep: int | None = None) -> Counter:
+    """Per-minute counts (the minute first in each key) summed per hour, keeping the first
+    `keep` other parts of the key (all by default)."""
     hours: Counter = Counter()
     for key, n in counts.items():
-        hours[(key[0].replace(minute=0), *key[1:])] += n
+        hours[(key[0].replace(minute=0), *key[1:][:keep])] += n
     return hours
 
 

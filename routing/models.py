@@ -349,10 +349,11 @@ def score_bin(score: float) -> int:
 
 
 class ScoreCount(models.Model):
-    """Scored messages per hour, pool and half-point score bin (the dashboard's spam-score
-    distribution); messages without a score are not counted here."""
+    """Scored messages per UTC day, pool and half-point score bin (the dashboard's spam-score
+    distribution: days keep a year to a few tens of thousands of rows); messages without a
+    score are not counted here."""
 
-    hour = models.DateTimeField()
+    day = models.DateTimeField(help_text="Midnight UTC of the day.")
     pool = models.CharField(max_length=64)
     bin = models.SmallIntegerField(help_text="floor(score * 2): 9 holds scores 4.5 to 4.99")
     count = models.PositiveBigIntegerField(default=0)
@@ -360,11 +361,27 @@ class ScoreCount(models.Model):
     class Meta:
         verbose_name = "spam-score count"
         constraints = [
-            models.UniqueConstraint(fields=["hour", "pool", "bin"], name="scorecount_key")
+            models.UniqueConstraint(fields=["day", "pool", "bin"], name="scorecount_key")
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.bin / 2:g}: {self.count}"
+        return f"{self.day:%Y-%m-%d} {self.pool} {self.bin / 2:g}: {self.count}"
+
+
+class DSNTotal(models.Model):
+    """DSNs per hour and pool, without DSNCount's other dimensions: the dashboard's DSN volume
+    over months reads a few thousand rows instead of a million (flushed with the counters)."""
+
+    hour = models.DateTimeField()
+    pool = models.CharField(max_length=64)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "DSN total per hour"
+        constraints = [models.UniqueConstraint(fields=["hour", "pool"], name="dsntotal_key")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.pool}: {self.count}"
 
 
 class SettingChange(models.Model):

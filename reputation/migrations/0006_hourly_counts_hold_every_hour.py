@@ -1,11 +1,12 @@
 """The hourly tables (routing.RoutingHourly, DSNHourly) now hold every hour, written with each
 flush of the counters, instead of only hours rolled up from expired minutes: add the minute
-rows still kept to them, once, so that charts over weeks read hours only."""
+rows still kept to them, once, so that charts over weeks read hours only; and fill the new
+per-pool DSN totals (routing.DSNTotal) from the hourly DSN counts."""
 
 from collections import Counter
 
 from django.db import migrations
-from django.db.models import F
+from django.db.models import F, Sum
 
 PAIRS = (
     (("routing", "RoutingCount"), ("routing", "RoutingHourly")),
@@ -28,6 +29,15 @@ def fold_minutes_into_hours(apps, schema_editor):
             )
             if not created:
                 hours.objects.filter(pk=row.pk).update(count=F("count") + count)
+    dsn_hourly, totals = (
+        apps.get_model("reputation", "DSNHourly"),
+        apps.get_model("routing", "DSNTotal"),
+    )
+    per_pool = dsn_hourly.objects.values("hour", "pool").annotate(n=Sum("count"))
+    totals.objects.bulk_create(
+        (totals(hour=row["hour"], pool=row["pool"], count=row["n"]) for row in per_pool.iterator()),
+        batch_size=1000,
+    )
 
 
 class Migration(migrations.Migration):

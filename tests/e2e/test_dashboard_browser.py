@@ -64,6 +64,7 @@ def data(db):
     from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
     from routing.models import (
         DSNCount,
+        DSNTotal,
         IPRange,
         Pool,
         RoutingCount,
@@ -97,11 +98,13 @@ def data(db):
     old_hour = (NOW - timedelta(days=10)).replace(minute=0)
     RoutingHourly.objects.create(hour=old_hour, pool="normal", reasons="none", count=500)
     hour = recent.replace(minute=0)
-    ScoreCount.objects.create(hour=hour, pool="normal", bin=2, count=100)
-    ScoreCount.objects.create(hour=hour, pool="high-risk", bin=14, count=30)
+    day = hour.replace(hour=0)
+    ScoreCount.objects.create(day=day, pool="normal", bin=2, count=100)
+    ScoreCount.objects.create(day=day, pool="high-risk", bin=14, count=30)
     bounced = NOW - timedelta(minutes=30)
     DSNCount.objects.create(minute=bounced, pool="high-risk", count=40)
     DSNHourly.objects.create(hour=bounced.replace(minute=0), pool="high-risk", count=40)
+    DSNTotal.objects.create(hour=bounced.replace(minute=0), pool="high-risk", count=40)
 
     spike = Spike.objects.create(
         dimension="all",
@@ -270,6 +273,28 @@ def test_clicking_a_spike_opens_it(page, live_server, viewer, data):
     page.wait_for_url(f"{live_server.url}{url}", timeout=10_000)
     assert "backscatter" in page.inner_text("#content")
     screenshot(page, "spike")
+
+
+def test_clicking_a_status_cell_opens_the_address(page, live_server, viewer, data):
+    """The heat map's cell of a listed address opens that address's page."""
+    login(page, live_server, viewer)
+    wait_drawn(page, "status")
+    page.locator("#pw-chart-status").scroll_into_view_if_needed()
+    point = page.evaluate(
+        """() => {
+            const plot = document.querySelector("#pw-chart-status .pw-plot");
+            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+            const box = plot.getBoundingClientRect();
+            return {
+                x: box.left + xa._offset + xa.d2p("zen.test"),
+                y: box.top + ya._offset + ya.d2p("192.0.2.1"),
+            };
+        }"""
+    )
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/192.0.2.1/", timeout=10_000)
+    assert "zen.test" in page.inner_text("#content")
 
 
 def test_detail_pages_render(page, live_server, viewer, data):

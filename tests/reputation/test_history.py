@@ -30,7 +30,7 @@ from reputation.history import (
 )
 from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
 from reputation.timerange import TimeRange
-from routing.models import DSNCount, IPRange, Pool, PoolAddress, SettingChange
+from routing.models import DSNCount, DSNTotal, IPRange, Pool, PoolAddress, SettingChange
 
 pytestmark = pytest.mark.django_db
 
@@ -48,12 +48,15 @@ def dsn(minute: datetime, count: int, pool: str = "normal") -> None:
     """As a flush writes it: the minute's row, and the same count added to its hour."""
     DSNCount.objects.create(minute=minute, count=count, pool=pool, status="5.1.1")
     hour = minute.replace(minute=0, second=0, microsecond=0)
-    row, _ = DSNHourly.objects.get_or_create(hour=hour, pool=pool, status="5.1.1")
-    DSNHourly.objects.filter(pk=row.pk).update(count=F("count") + count)
+    for model, keys in ((DSNHourly, {"status": "5.1.1"}), (DSNTotal, {})):
+        row, _ = model.objects.get_or_create(hour=hour, pool=pool, **keys)
+        model.objects.filter(pk=row.pk).update(count=F("count") + count)
 
 
 def dsn_hourly(hour: datetime, count: int, pool: str = "normal") -> None:
+    """An hour whose minutes have expired: only its hourly rows remain."""
     DSNHourly.objects.create(hour=hour, count=count, pool=pool, status="5.1.1")
+    DSNTotal.objects.create(hour=hour, count=count, pool=pool)
 
 
 def spike(started: datetime, ended: datetime | None, **fields) -> Spike:
@@ -383,7 +386,8 @@ def test_status_figure_is_a_discrete_heat_map_linking_to_addresses(states):
     (trace,) = fig["data"]
     assert trace["type"] == "heatmap"
     assert trace["z"][1] == [UNKNOWN, MINOR, None]
-    assert trace["customdata"][1] == [reverse("dashboard:address", args=["192.0.2.2"])] * 3
+    link = trace["meta"]["link"]  # one for the trace; the page puts the row's address in
+    assert link.replace("{y}", "192.0.2.2") == reverse("dashboard:address", args=["192.0.2.2"])
     assert trace["text"][0][0] == "listed (major list) since 2026-11-27 05:00"
     assert trace["text"][0][2] == "mail1.example.net: listed (major list) since 2026-11-27 06:00"
     assert trace["text"][3][0] == "clean"

@@ -3,7 +3,7 @@ flushed, judged by the periodic task; roll-up; the configuration section; admin 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -168,8 +168,8 @@ def test_roll_up_expires_old_routing_minutes_and_old_hours(settings):
     AddressCount.objects.create(hour=ancient, address="192.0.2.1", count=3)
     AddressCount.objects.create(hour=hour, address="192.0.2.1", count=4)
     RoutingHourly.objects.create(hour=ancient, pool="normal", reasons="none", count=9)
-    ScoreCount.objects.create(hour=ancient, pool="normal", bin=3, count=2)
-    ScoreCount.objects.create(hour=hour, pool="normal", bin=3, count=6)
+    ScoreCount.objects.create(day=ancient.replace(hour=0), pool="normal", bin=3, count=2)
+    ScoreCount.objects.create(day=hour.replace(hour=0), pool="normal", bin=3, count=6)
 
     assert roll_up_dsn_counts.apply().get() == 2
     assert list(RoutingHourly.objects.values_list("hour", "source", "count")) == [(hour, "c1", 15)]

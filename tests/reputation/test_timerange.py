@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 27, 14, 37, 12, tzinfo=UTC)
     ],
 )
 def test_presets_end_now_and_start_on_a_bucket_inside_the_span(key, bucket, start):
-    """A preset ends now; it starts at the first bucket boundary not before now − span."""
+    """A preset ends now; it starts at the first bucket boundary not before now - span."""
     rng = timerange.parse(key, now=NOW)
     assert (rng.key, rng.bucket, rng.start, rng.end) == (key, bucket, start, NOW)
 

@@ -245,17 +245,17 @@ def test_threshold_changes_are_dashed_lines_with_who_and_what():
 
 
 @pytest.mark.django_db
-def test_score_distribution_sums_half_point_bins_per_pool_from_the_start_hour():
-    """Bins are summed per pool over the hours from the hour holding the start to the end;
-    a bin's score is its lower bound."""
-    rng = TimeRange("custom", NOW - timedelta(hours=2, minutes=30), NOW, "minute")
-    in_range = NOW - timedelta(hours=3)  # holds the start (11:30)
-    ScoreCount.objects.create(hour=in_range, pool="normal", bin=4, count=7)
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=1), pool="normal", bin=4, count=1)
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=1), pool="normal", bin=-3, count=2)
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=1), pool="high-risk", bin=12, count=5)
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=4), pool="normal", bin=4, count=50)
-    ScoreCount.objects.create(hour=NOW, pool="normal", bin=4, count=50)
+def test_score_distribution_sums_half_point_bins_per_pool_over_the_days_of_the_range():
+    """Bins are summed per pool over the UTC days from the one holding the start up to the
+    end; a bin's score is its lower bound."""
+    rng = TimeRange("custom", NOW - timedelta(days=1, hours=2), NOW, "hour")  # from the 26th
+    today, yesterday = NOW.replace(hour=0), NOW.replace(hour=0) - timedelta(days=1)
+    ScoreCount.objects.create(day=yesterday, pool="normal", bin=4, count=7)
+    ScoreCount.objects.create(day=today, pool="normal", bin=4, count=1)
+    ScoreCount.objects.create(day=today, pool="normal", bin=-3, count=2)
+    ScoreCount.objects.create(day=today, pool="high-risk", bin=12, count=5)
+    ScoreCount.objects.create(day=yesterday - timedelta(days=1), pool="normal", bin=4, count=50)
+    ScoreCount.objects.create(day=today + timedelta(days=1), pool="normal", bin=4, count=50)
 
     assert score_distribution(rng=rng) == {
         "normal": [(-1.5, 2), (2.0, 8)],
@@ -271,8 +271,8 @@ def test_score_figure_stacks_pools_and_marks_the_current_threshold():
     policy = RoutingPolicy.load()
     policy.spam_threshold = 4.5
     policy.save()
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=1), pool="normal", bin=4, count=7)
-    ScoreCount.objects.create(hour=NOW - timedelta(hours=1), pool="high-risk", bin=12, count=5)
+    ScoreCount.objects.create(day=NOW.replace(hour=0), pool="normal", bin=4, count=7)
+    ScoreCount.objects.create(day=NOW.replace(hour=0), pool="high-risk", bin=12, count=5)
 
     fig = score_figure(rng=DAY)
 

@@ -172,10 +172,10 @@ def test_mail_is_counted_per_source_address_and_hour():
 
 
 def test_a_flush_writes_hourly_rows_and_score_bins_too():
-    """Each flush adds its counts to the hourly tables (every hour, for long charts) and
-    counts scored messages per hour, pool and half-point bin."""
+    """Each flush adds its counts to the hourly tables (every hour, for long charts), the
+    DSNs per hour and pool, and counts scored messages per day, pool and half-point bin."""
     from reputation.models import DSNHourly
-    from routing.models import RoutingHourly, ScoreCount
+    from routing.models import DSNTotal, RoutingHourly, ScoreCount
 
     clock = Clock(T0)
     counters = Counters(clock)
@@ -193,6 +193,7 @@ def test_a_flush_writes_hourly_rows_and_score_bins_too():
     assert RoutingCount.objects.filter(reasons="spam-score").count() == 2  # two minutes
     dsn_hours = DSNHourly.objects.filter(hour=hour)
     assert sum(dsn_hours.values_list("count", flat=True)) == 2 * 3  # three recipients each
-    assert list(ScoreCount.objects.values_list("hour", "pool", "bin", "count")) == [
-        (hour, "high-risk", 14, 3)
+    assert list(ScoreCount.objects.values_list("day", "pool", "bin", "count")) == [
+        (hour.replace(hour=0), "high-risk", 14, 3)
     ]
+    assert list(DSNTotal.objects.values_list("hour", "pool", "count")) == [(hour, "high-risk", 6)]

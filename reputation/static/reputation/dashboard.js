@@ -13,15 +13,28 @@
       if (!plot.dataset.linked) {
         plot.dataset.linked = "1";
         plot.on("plotly_click", function (event) {
-          // With unified hover a click reports every trace's point at that x: take a link.
-          const linked = event.points.find(function (point) {
-            return typeof point.customdata === "string" && point.customdata.startsWith("/");
-          });
-          if (linked) window.location.href = linked.customdata;
+          const target = linkOf(event.points);
+          if (target) window.location.href = target;
         });
       }
       plot.dataset.state = "ready";
     });
+  }
+
+  // A point links to a page by its customdata ("/admin/dashboard/..."), or by its trace's
+  // meta.link with "{y}" standing for the point's row (the heat map: one link per trace).
+  // With unified hover a click reports every trace's point at that x: take the first link.
+  function linkOf(points) {
+    for (const point of points) {
+      if (typeof point.customdata === "string" && point.customdata.startsWith("/")) {
+        return point.customdata;
+      }
+      const meta = point.data && point.data.meta;
+      if (meta && typeof meta.link === "string") {
+        return meta.link.replace("{y}", encodeURIComponent(point.y));
+      }
+    }
+    return null;
   }
 
   function showError(card, message) {
