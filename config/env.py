@@ -144,6 +144,9 @@ def database(name: str, default_path: Path) -> dict:
         raise ConfigError(f"{name}: the URL names no database (postgres://user@host:5432/NAME)")
     config["CONN_MAX_AGE"] = get_int("DATABASE_CONN_MAX_AGE", 60)
     config["CONN_HEALTH_CHECKS"] = True
+    # PostgreSQL's JIT spends 100-250 ms compiling a dashboard aggregate that runs in 50 ms
+    # without it (bench/dashboard.py); off, unless the URL passes options of its own.
+    config.setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
     return config
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from django.db import connection
 from django.db.models import Count, FloatField, Func, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils.http import RFC3986_SUBDELIMS
@@ -25,7 +26,14 @@ from reputation import dnsbl, figures
 from reputation.events import listing_severity, pool_kinds
 from reputation.figures import COLOURS, iso
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
-from reputation.timerange import TimeRange, bucket_expression, bucket_sums, source, to_datetime
+from reputation.timerange import (
+    STEP,
+    TimeRange,
+    bucket_expression,
+    bucket_sums,
+    source,
+    to_datetime,
+)
 from routing.models import DSNCount, DSNTotal, PoolAddress
 
 DAY = timedelta(days=1)
@@ -564,7 +572,7 @@ def sweep_health(*, rng: TimeRange, pool: str | None = None) -> SweepHealth:
         ],
         queries=totals["queries"],
         unknown=totals["unknown"],
-        errors=_zone_errors(runs, index, len(buckets)),
+        errors=_zone_errors(runs, rng.bucket, index, len(buckets)),
     )
 
 
@@ -596,16 +604,49 @@ def _run_totals(
 
 
 def _zone_errors(
-    runs: QuerySet, index: Callable[[datetime], int], size: int
+    runs: QuerySet, bucket: str, index: Callable[[datetime], int], size: int
 ) -> dict[str, list[int]]:
     """Unknown answers per list and bucket, from the runs that had any (CheckRun.errors holds
-    {zone: {error kind: count}}; a plain {zone: count} is read too)."""
+    {zone: {error kind: count}}; a plain {zone: count} is read too). Summed inside the
+    database: decoding a year of runs' JSON in Python costs more than the rest of the chart."""
+    subquery, params = runs.filter(unknown__gt=0).values("pk").query.sql_with_params()
+    sql = ZONE_ERRORS_SQL[connection.vendor].format(
+        bucket=SQL_BUCKET[connection.vendor][bucket], runs=subquery
+    )
     errors: dict[str, list[int]] = defaultdict(lambda: [0] * size)
-    for started, per_zone in runs.filter(unknown__gt=0).values_list("started", "errors"):
-        i = index(started)
-        for zone, kinds in (per_zone or {}).items():
-            errors[zone][i] += sum(kinds.values()) if isinstance(kinds, dict) else int(kinds)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for at, zone, count in cursor.fetchall():
+            errors[zone][index(to_datetime(at))] += int(count or 0)
     return dict(errors)
+
+
+SQL_BUCKET = {
+    "postgresql": {u: f"date_trunc('{u}', r.started AT TIME ZONE 'UTC')" for u in STEP},
+    "sqlite": {
+        "minute": "substr(r.started, 1, 16)",
+        "hour": "substr(r.started, 1, 13)",
+        "day": "substr(r.started, 1, 10)",
+    },
+}
+ZONE_ERRORS_SQL = {  # every (run, zone, error kind) count; a bare {zone: n} counts as one kind
+    "postgresql": """
+        SELECT {bucket}, z.key, SUM((k.value #>> '{{}}')::bigint)
+        FROM reputation_checkrun r,
+            jsonb_each(CASE WHEN jsonb_typeof(r.errors) = 'object'
+                       THEN r.errors ELSE '{{}}'::jsonb END) z,
+            jsonb_each(CASE WHEN jsonb_typeof(z.value) = 'object'
+                       THEN z.value ELSE jsonb_build_object('n', z.value) END) k
+        WHERE r.id IN ({runs}) AND jsonb_typeof(k.value) = 'number'
+        GROUP BY 1, 2""",
+    "sqlite": """
+        SELECT {bucket}, z.key, SUM(k.value)
+        FROM reputation_checkrun r,
+            json_each(CASE WHEN json_type(r.errors) = 'object' THEN r.errors ELSE '{{}}' END) z,
+            json_each(CASE WHEN z.type = 'object' THEN z.value ELSE json_object('n', z.value) END) k
+        WHERE r.id IN ({runs}) AND k.type = 'integer'
+        GROUP BY 1, 2""",
+}
 
 
 def sweep_figure(*, rng: TimeRange, pool: str | None = None) -> dict:

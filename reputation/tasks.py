@@ -83,6 +83,7 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
         DSNSample,
         DSNTotal,
         RoutingCount,
+        RoutingDaily,
         RoutingHourly,
         ScoreCount,
     )
@@ -97,7 +98,8 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     horizon = now - timedelta(days=settings.POOLWARDEN_DSN_HOURLY_DAYS)
     for model in (DSNHourly, DSNTotal, RoutingHourly, AddressCount):
         model.objects.filter(hour__lt=horizon).delete()
-    ScoreCount.objects.filter(day__lt=horizon).delete()
+    for model in (RoutingDaily, ScoreCount):
+        model.objects.filter(day__lt=horizon).delete()
     return expired
 
 

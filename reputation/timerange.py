@@ -115,14 +115,21 @@ def _moment(text: str | None, name: str) -> datetime:
 
 
 def source(
-    rng: TimeRange, *, minutes: type[Model], hours: type[Model], now: datetime | None = None
+    rng: TimeRange,
+    *,
+    minutes: type[Model],
+    hours: type[Model],
+    days: type[Model] | None = None,
+    now: datetime | None = None,
 ) -> tuple[type[Model], str]:
     """The table a range reads, and its time field: the per-minute rows for minute buckets
-    while they are kept, else the hourly rows, which hold every hour (routing.counters writes
-    both with each flush)."""
+    while they are kept, the daily rows (if the series has them) for day buckets, else the
+    hourly rows, which hold every hour (routing.counters writes all of them with each flush)."""
     kept = (now or timezone.now()) - timedelta(days=settings.POOLWARDEN_DSN_MINUTE_DAYS)
     if rng.bucket == "minute" and rng.start >= kept:
         return minutes, "minute"
+    if rng.bucket == "day" and days is not None:
+        return days, "day"
     return hours, "hour"
 
 

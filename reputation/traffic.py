@@ -2,8 +2,8 @@
 through high-risk pools, and the spam-score distribution.
 
 Routing counts are kept per minute (RoutingCount, the recent POOLWARDEN_DSN_MINUTE_DAYS) and
-per hour (RoutingHourly, every hour): a range with minute buckets reads the minutes, any other
-the hours (`timerange.source`). All grouping happens in the database.
+per hour (RoutingHourly, every hour) and per day (RoutingDaily): a range reads the table of its
+bucket (`timerange.source`). All grouping happens in the database.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from reputation.timerange import TimeRange, bucket_sums, source
 from routing.models import (
     Pool,
     RoutingCount,
+    RoutingDaily,
     RoutingHourly,
     RoutingPolicy,
     ScoreCount,
@@ -49,7 +50,7 @@ def _reason_rank(reason: str) -> int:
 
 def _routing_sums(*, rng: TimeRange, by: tuple[str, ...], pool: str | None = None) -> Counter:
     """Messages per (bucket, *by) over [start, end)."""
-    model, field = source(rng, minutes=RoutingCount, hours=RoutingHourly)
+    model, field = source(rng, minutes=RoutingCount, hours=RoutingHourly, days=RoutingDaily)
     rows = model.objects.filter(**{f"{field}__gte": rng.start, f"{field}__lt": rng.end})
     if pool:
         rows = rows.filter(pool=pool)

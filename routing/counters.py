@@ -2,9 +2,9 @@
 database in batches with upserts that add to what other processes wrote.
 
 Each flush adds the same counts to the hourly tables too (RoutingHourly, reputation's
-DSNHourly, and DSNTotal per pool only): they hold every hour from the first, so charts over
-weeks and years read hours only, and the per-minute rows can simply expire
-(reputation.tasks.roll_up_dsn_counts). Spam scores are counted per day (ScoreCount).
+DSNHourly, and DSNTotal per pool only) and RoutingDaily: they hold every hour (and day) from
+the first, so charts over weeks and years read hours or days only, and the per-minute rows can
+simply expire (reputation.tasks.roll_up_dsn_counts). Spam scores are counted per day.
 
 Nothing is written per message. A failed flush keeps the counts for the next one.
 """
@@ -27,6 +27,7 @@ from routing.models import (
     DSNSample,
     DSNTotal,
     RoutingCount,
+    RoutingDaily,
     ScoreCount,
     score_bin,
 )
@@ -42,6 +43,7 @@ ROUTING_HOURLY_KEY = ("hour", *ROUTING_KEY[1:])
 DSN_HOURLY_KEY = ("hour", *DSN_KEY[1:])
 DSN_HOURLY_TABLE = "reputation_dsnhourly"  # reputation.DSNHourly, the same dimensions by hour
 DSN_TOTAL_KEY = tuple(DSNTotal._meta.constraints[0].fields)
+ROUTING_DAILY_KEY = tuple(RoutingDaily._meta.constraints[0].fields)
 
 
 def minute_of(now: datetime) -> datetime:
@@ -149,6 +151,7 @@ class Counters:
             with transaction.atomic():
                 upsert("routing_routingcount", ROUTING_KEY, routing)
                 upsert("routing_routinghourly", ROUTING_HOURLY_KEY, by_hour(routing))
+                upsert("routing_routingdaily", ROUTING_DAILY_KEY, by_day(routing, keep=2))
                 upsert("routing_dsncount", DSN_KEY, dsn)
                 upsert(DSN_HOURLY_TABLE, DSN_HOURLY_KEY, by_hour(dsn))
                 upsert("routing_dsntotal", DSN_TOTAL_KEY, by_hour(dsn, keep=1))
@@ -168,6 +171,14 @@ def by_hour(counts: Counter, keep: int | None = None) -> Counter:
     for key, n in counts.items():
         hours[(key[0].replace(minute=0), *key[1:][:keep])] += n
     return hours
+
+
+def by_day(counts: Counter, keep: int) -> Counter:
+    """Per-minute counts summed per UTC day, keeping the first `keep` other parts of the key."""
+    days: Counter = Counter()
+    for key, n in counts.items():
+        days[(key[0].replace(hour=0, minute=0), *key[1 : 1 + keep])] += n
+    return days
 
 
 def id_hash(message_id: str) -> int:

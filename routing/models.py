@@ -325,6 +325,25 @@ class RoutingHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.pool} {self.reasons}: {self.count}"
 
 
+class RoutingDaily(models.Model):
+    """Decisions per UTC day, pool and reasons (no source): a year's traffic chart reads a few
+    thousand of these instead of a hundred thousand hourly rows (flushed with the counters)."""
+
+    day = models.DateTimeField(help_text="Midnight UTC of the day.")
+    pool = models.CharField(max_length=64)
+    reasons = models.CharField(max_length=120)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "routing count per day"
+        constraints = [
+            models.UniqueConstraint(fields=["day", "pool", "reasons"], name="routingdaily_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.pool} {self.reasons}: {self.count}"
+
+
 class AddressCount(models.Model):
     """Messages routed per hour and source address (flushed in batches with the counters)."""
 

@@ -107,3 +107,27 @@ def test_development_secret_key_is_generated_once_and_kept(tmp_path):
     assert len(key) >= 50
     assert second.stdout.strip().splitlines()[-1] == key
     assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_postgresql_connections_run_without_jit(monkeypatch):
+    """PostgreSQL's JIT is off for Poolwarden's connections (it slows the dashboard's
+    aggregates), unless the URL passes its own options."""
+    from config import env
+
+    monkeypatch.setenv("PW_TEST_DB", "postgres://u@127.0.0.1:5432/pw")
+    assert env.database("PW_TEST_DB", REPO)["OPTIONS"]["options"] == "-c jit=off"
+    monkeypatch.setenv("PW_TEST_DB", "postgres://u@127.0.0.1:5432/pw?options=-c%20work_mem%3D64MB")
+    assert env.database("PW_TEST_DB", REPO)["OPTIONS"]["options"] == "-c work_mem=64MB"
+
+
+def test_postgresql_honours_the_jit_option(monkeypatch):
+    """A connection made with those options really runs without JIT (a real server)."""
+    import psycopg
+
+    from config import env
+
+    url = "postgres://postgres@127.0.0.1:5432/postgres"
+    monkeypatch.setenv("PW_TEST_DB", url)
+    options = env.database("PW_TEST_DB", REPO)["OPTIONS"]["options"]
+    with psycopg.connect(url, options=options) as conn:
+        assert conn.execute("SHOW jit").fetchone()[0] == "off"

@@ -1,7 +1,8 @@
 """The hourly tables (routing.RoutingHourly, DSNHourly) now hold every hour, written with each
 flush of the counters, instead of only hours rolled up from expired minutes: add the minute
 rows still kept to them, once, so that charts over weeks read hours only; and fill the new
-per-pool DSN totals (routing.DSNTotal) from the hourly DSN counts."""
+per-pool DSN totals (routing.DSNTotal) and daily routing counts (routing.RoutingDaily) from
+the hourly counts."""
 
 from collections import Counter
 
@@ -40,10 +41,28 @@ def fold_minutes_into_hours(apps, schema_editor):
     )
 
 
+def fill_daily_routing(apps, schema_editor):
+    hourly, daily = (
+        apps.get_model("routing", "RoutingHourly"),
+        apps.get_model("routing", "RoutingDaily"),
+    )
+    days: Counter = Counter()
+    for row in hourly.objects.values("hour", "pool", "reasons", "count").iterator():
+        day = row["hour"].replace(hour=0, minute=0, second=0, microsecond=0)
+        days[(day, row["pool"], row["reasons"])] += row["count"]
+    daily.objects.bulk_create(
+        (daily(day=d, pool=p, reasons=r, count=n) for (d, p, r), n in days.items()),
+        batch_size=1000,
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("reputation", "0005_alerts"),
         ("routing", "0009_dashboard_scores_changes"),
     ]
 
-    operations = [migrations.RunPython(fold_minutes_into_hours, migrations.RunPython.noop)]
+    operations = [
+        migrations.RunPython(fold_minutes_into_hours, migrations.RunPython.noop),
+        migrations.RunPython(fill_daily_routing, migrations.RunPython.noop),
+    ]

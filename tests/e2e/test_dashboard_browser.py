@@ -223,6 +223,12 @@ def test_viewer_sees_overview_and_every_chart_drawn(page, live_server, viewer, d
     assert pool_total(sums, "high-risk") == 40
     scores = traces(page, "scores")
     assert sum(scores.values()) == 130
+    assert traces(page, "dsn")["DSNs"] == 40
+    bars = page.evaluate(
+        """() => document.querySelector("#pw-chart-listings .pw-plot").data
+            .flatMap((trace) => trace.y || [])"""
+    )
+    assert sorted(bars) == ["192.0.2.1 · zen.test", "198.51.100.2 · minor.test"]
     screenshot(page, "index-viewer")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from reputation import timerange
 from reputation.timerange import RangeError, TimeRange, bucket_sums, source
-from routing.models import RoutingCount, RoutingHourly
+from routing.models import RoutingCount, RoutingDaily, RoutingHourly
 
 NOW = datetime(2026, 11, 27, 14, 37, 12, tzinfo=UTC)
 
@@ -103,8 +103,8 @@ def test_bucket_sums_group_per_bucket_in_the_database():
 
 
 def test_short_recent_ranges_read_minutes_and_the_rest_hours(settings):
-    """Minute buckets read the per-minute rows while they are kept; everything else the
-    hourly rows, which hold every hour."""
+    """Minute buckets read the per-minute rows while they are kept, day buckets the daily
+    rows where a series has them; everything else the hourly rows, which hold every hour."""
     settings.POOLWARDEN_DSN_MINUTE_DAYS = 32
     recent = timerange.parse("custom", "2026-11-27T08:00", "2026-11-27T10:00")
     old = timerange.parse("custom", "2026-09-01T08:00", "2026-09-01T10:00")
@@ -113,3 +113,7 @@ def test_short_recent_ranges_read_minutes_and_the_rest_hours(settings):
     assert source(recent, **tables, now=NOW) == (RoutingCount, "minute")
     assert source(old, **tables, now=NOW) == (RoutingHourly, "hour")
     assert source(week, **tables, now=NOW) == (RoutingHourly, "hour")
+    year = timerange.parse("1y", now=NOW)
+    assert source(year, **tables, now=NOW) == (RoutingHourly, "hour")
+    assert source(year, **tables, days=RoutingDaily, now=NOW) == (RoutingDaily, "day")
+    assert source(week, **tables, days=RoutingDaily, now=NOW) == (RoutingHourly, "hour")

@@ -23,6 +23,7 @@ from reputation.traffic import (
 from routing.models import (
     Pool,
     RoutingCount,
+    RoutingDaily,
     RoutingHourly,
     RoutingPolicy,
     ScoreCount,
@@ -36,15 +37,16 @@ DAY = timerange.parse("24h", now=NOW)  # 24 hourly buckets from 2026-11-26 14:00
 def routed(at: datetime, pool: str, reasons: str, count: int, source: str = "") -> None:
     """As a flush writes it: the minute's row, and the same count added to its hour."""
     RoutingCount.objects.create(minute=at, pool=pool, reasons=reasons, source=source, count=count)
-    hour = at.replace(minute=0, second=0, microsecond=0)
-    row, _ = RoutingHourly.objects.get_or_create(
-        hour=hour, pool=pool, reasons=reasons, source=source
-    )
-    RoutingHourly.objects.filter(pk=row.pk).update(count=F("count") + count)
+    routed_hourly(at.replace(minute=0, second=0, microsecond=0), pool, reasons, count, source)
 
 
 def routed_hourly(at: datetime, pool: str, reasons: str, count: int, source: str = "") -> None:
-    RoutingHourly.objects.create(hour=at, pool=pool, reasons=reasons, source=source, count=count)
+    """An hour as the flushes left it once its minutes expired: its hourly and daily rows."""
+    row, _ = RoutingHourly.objects.get_or_create(hour=at, pool=pool, reasons=reasons, source=source)
+    RoutingHourly.objects.filter(pk=row.pk).update(count=F("count") + count)
+    day = at.replace(hour=0)
+    row, _ = RoutingDaily.objects.get_or_create(day=day, pool=pool, reasons=reasons)
+    RoutingDaily.objects.filter(pk=row.pk).update(count=F("count") + count)
 
 
 def at_bucket(rng: TimeRange, at: datetime) -> int:
@@ -103,8 +105,8 @@ def test_counts_land_in_their_bucket_and_primary_reason():
 
 @pytest.mark.django_db
 def test_minute_and_hourly_tables_are_both_counted_once():
-    """A year's range reads the hourly rows only (they hold every hour, old and recent),
-    each once, summed per day; the per-minute copy of recent hours is not added again."""
+    """A year's range reads the daily rows only (they hold every day, old and recent), each
+    once; the per-minute and per-hour copies of recent days are not added again."""
     year = timerange.parse("1y", now=NOW)
     old_day = datetime(2026, 6, 1, tzinfo=UTC)
     routed_hourly(old_day + timedelta(hours=10), "normal", "none", 100, source="a")

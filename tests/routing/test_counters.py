@@ -172,10 +172,10 @@ def test_mail_is_counted_per_source_address_and_hour():
 
 
 def test_a_flush_writes_hourly_rows_and_score_bins_too():
-    """Each flush adds its counts to the hourly tables (every hour, for long charts), the
-    DSNs per hour and pool, and counts scored messages per day, pool and half-point bin."""
+    """Each flush adds its counts to the hourly and daily tables (for long charts), the DSNs
+    per hour and pool, and counts scored messages per day, pool and half-point bin."""
     from reputation.models import DSNHourly
-    from routing.models import DSNTotal, RoutingHourly, ScoreCount
+    from routing.models import DSNTotal, RoutingDaily, RoutingHourly, ScoreCount
 
     clock = Clock(T0)
     counters = Counters(clock)
@@ -197,3 +197,5 @@ def test_a_flush_writes_hourly_rows_and_score_bins_too():
         (hour.replace(hour=0), "high-risk", 14, 3)
     ]
     assert list(DSNTotal.objects.values_list("hour", "pool", "count")) == [(hour, "high-risk", 6)]
+    daily = {r.reasons: r.count for r in RoutingDaily.objects.filter(day=hour.replace(hour=0))}
+    assert daily == {"spam-score": 3, "dsn": 2}
