@@ -304,19 +304,7 @@ def _listing_colour(row: ListingRow) -> str:
 
 
 def _shade(row: ListingRow, rng: TimeRange) -> dict:
-    return {
-        "type": "rect",
-        "xref": "x",
-        "yref": "paper",
-        "x0": iso(max(row.opened, rng.start)),
-        "x1": iso(min(row.closed or rng.end, rng.end)),
-        "y0": 0,
-        "y1": 1,
-        "fillcolor": _listing_colour(row),
-        "opacity": 0.2,
-        "layer": "below",
-        "line": {"width": 0},
-    }
+    return figures.shade(rng, row.opened, row.closed, _listing_colour(row), 0.2)
 
 
 def _listing_text(row: ListingRow) -> str:
@@ -715,18 +703,6 @@ def spike_figure(*, detail: SpikeDetail) -> dict:
         "line": {"color": COLOURS["normal"], "dash": "dash"},
         "hoverinfo": "name",
     }
-    shade = {
-        "type": "rect",
-        "xref": "x",
-        "yref": "paper",
-        "x0": iso(max(spike.started, rng.start)),
-        "x1": iso(min(spike.ended or rng.end, rng.end)),
-        "y0": 0,
-        "y1": 1,
-        "fillcolor": COLOURS["high-risk"],
-        "opacity": 0.12,
-        "layer": "below",
-        "line": {"width": 0},
-    }
+    shade = figures.shade(rng, spike.started, spike.ended, COLOURS["high-risk"], 0.12)
     yaxis = {"rangemode": "tozero", "title": {"text": f"DSNs per {rng.bucket}"}}
     return figures.figure([line, usual], figures.layout(rng, shapes=[shade], yaxis=yaxis))

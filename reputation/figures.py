@@ -46,6 +46,26 @@ def figure(data: list[dict], layout_: dict) -> dict:
     return {"data": data, "layout": layout_}
 
 
+def shade(
+    rng: TimeRange, start: datetime, end: datetime | None, colour: str, opacity: float
+) -> dict:
+    """A layout shape shading the period from `start` to `end` (None: still going), clipped
+    to the range: a listing, a spike."""
+    return {
+        "type": "rect",
+        "xref": "x",
+        "yref": "paper",
+        "x0": iso(max(start, rng.start)),
+        "x1": iso(min(end or rng.end, rng.end)),
+        "y0": 0,
+        "y1": 1,
+        "fillcolor": colour,
+        "opacity": opacity,
+        "layer": "below",
+        "line": {"width": 0},
+    }
+
+
 def change_markers(rng: TimeRange, *, fields: tuple[str, ...] = (), y: float = 0) -> dict:
     """A scatter trace with one marker per setting change in the range (hover: who, when,
     what, old → new). `fields` keeps only changes of those fields (e.g. spam_threshold)."""

@@ -181,19 +181,7 @@ def _band_traces(x: list[str], volume: DSNVolume) -> list[dict]:
 
 
 def _spike_shape(rng: TimeRange, spike: SpikeMark) -> dict:
-    return {
-        "type": "rect",
-        "xref": "x",
-        "yref": "paper",
-        "x0": iso(max(spike.started, rng.start)),
-        "x1": iso(min(spike.ended or rng.end, rng.end)),
-        "y0": 0,
-        "y1": 1,
-        "fillcolor": COLOURS["high-risk"],
-        "opacity": 0.15,
-        "line": {"width": 0},
-        "layer": "below",
-    }
+    return figures.shade(rng, spike.started, spike.ended, COLOURS["high-risk"], 0.15)
 
 
 def _spike_markers(rng: TimeRange, volume: DSNVolume) -> dict:
