@@ -12,7 +12,13 @@ import pytest
 
 from tests.support import REPO
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# The live server needs committed data; serialized_rollback restores the migrated data (groups,
+# permissions) for each test and keeps the flush from re-creating it under new ids, which
+# would break the next test that restores it (tests/reputation/test_alerts_race.py).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 CHROMIUM = os.environ.get("POOLWARDEN_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -28,8 +34,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
+    """Chromium for one test. Not shared between tests: Playwright's sync API switches
+    greenlets, and a session that outlives a test leaves Django's context-local connection
+    without its serialized data at teardown, so the flush re-creates groups under new ids."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
