@@ -62,12 +62,6 @@ class TimeRange:
             at += self.step
         return out
 
-    def query(self) -> dict[str, str]:
-        """The GET parameters that select this range again."""
-        if self.key != "custom":
-            return {"range": self.key}
-        return {"range": "custom", "start": self.start.isoformat(), "end": self.end.isoformat()}
-
 
 def bucket_for(span: timedelta) -> str:
     if span <= timedelta(hours=6):

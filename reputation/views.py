@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 from reputation import charts, timerange
 from reputation.models import Blocklist, Spike
 from reputation.overview import overview
+from reputation.traffic import traffic
 from routing.models import Pool
 
 VIEW_PERMISSION = "reputation.view_listing"  # every viewer and operator has it
@@ -24,9 +25,6 @@ class Filters:
     rng: timerange.TimeRange
     pool: str | None
     pools: list[str]
-
-    def query(self) -> dict[str, str]:
-        return self.rng.query() | ({"pool": self.pool} if self.pool else {})
 
 
 class BadFilter(ValueError):
@@ -64,8 +62,6 @@ def page_filters(request: HttpRequest) -> tuple[Filters, str]:
 def chart_cards(selected: Filters) -> list[dict]:
     """Every chart's figure for the page's filters. Without a pool filter, the traffic and
     share charts draw from one read of the routing counts."""
-    from reputation.traffic import traffic
-
     series = None if selected.pool else traffic(rng=selected.rng)
     cards = []
     for chart in charts.CHARTS.values():
