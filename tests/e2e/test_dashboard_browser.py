@@ -42,6 +42,8 @@ def browser():
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    from django.db import connections
+
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
     # still plain synchronous code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -51,6 +53,9 @@ def browser():
         )
         yield launched
         launched.close()
+        # Connections opened while Playwright ran live in its context: close them here, or
+        # they outlive the test database (pytest-django closes only its own context's).
+        connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
