@@ -14,19 +14,16 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from itertools import zip_longest
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTransform
-from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from reputation import dnsbl, figures
 from reputation.dsnseries import DIMENSIONS
-from reputation.figures import COLOURS, iso
+from reputation.figures import COLOURS, detail_url, iso
 from reputation.models import (
     AddressCheck,
     Blocklist,
@@ -49,25 +46,6 @@ SPIKE_AFTER = timedelta(hours=1)
 SPIKE_MAX_SPAN = timedelta(days=2)
 SPIKE_MINUTE_SPAN = timedelta(hours=12)  # longer series are drawn per hour
 DAY = timedelta(days=1)
-
-
-def link(name: str, arg: object) -> str:
-    """The dashboard page of an address, blocklist or spike (a path the charts follow)."""
-    urlconf = get_urlconf() or settings.ROOT_URLCONF
-    pattern = _link_pattern(name, urlconf, get_script_prefix())
-    return pattern.replace(MARKER, quote(str(arg), safe=":@"))
-
-
-MARKER = "987654321"  # a valid int and str path argument
-
-
-@lru_cache(maxsize=64)
-def _link_pattern(name: str, urlconf: str, prefix: str) -> str:
-    # Reversed once, not once per row: reverse() costs more than building a listing row.
-    try:
-        return reverse(f"dashboard:{name}", urlconf=urlconf, args=[MARKER])
-    except NoReverseMatch:
-        return f"{prefix}admin/dashboard/{name}/{MARKER}/"
 
 
 def span_text(delta: timedelta) -> str:
@@ -133,8 +111,8 @@ def listing_row(listing: Listing, now: datetime) -> ListingRow:
         closed=listing.closed,
         duration=(listing.closed or now) - listing.opened,
         delist_url=blocklist.delist_url,
-        address_url=link("address", listing.address),
-        blocklist_url=link("blocklist", blocklist.pk),
+        address_url=detail_url("address")(listing.address),
+        blocklist_url=detail_url("blocklist")(blocklist.pk),
     )
 
 
@@ -249,7 +227,7 @@ def _checks(targets: list[str]) -> list[CheckRow]:
             status=c.status,
             codes=list(c.codes),
             checked=c.checked,
-            blocklist_url=link("blocklist", c.blocklist_id),
+            blocklist_url=detail_url("blocklist")(c.blocklist_id),
         )
         for c in found.order_by("blocklist__zone", "address")
     ]

@@ -12,13 +12,13 @@ from django.db.models import F
 from django.urls import reverse
 
 from reputation import history
+from reputation.figures import detail_url
 from reputation.history import (
     CLEAN,
     MAJOR,
     MINOR,
     SEVERITY_COLOURS,
     UNKNOWN,
-    detail_url,
     dsn_figure,
     dsn_volume,
     listing_timeline,
