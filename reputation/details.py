@@ -36,6 +36,7 @@ from reputation.models import (
     SpikeThreshold,
 )
 from reputation.spikes import Thresholds
+from reputation.sweep import unknown_total
 from reputation.timerange import TimeRange, bucket_expression, bucket_sums, source, to_datetime
 from routing.models import AddressCount, DSNCount, PoolAddress
 
@@ -442,15 +443,8 @@ def _unknown_per_day(zone: str, rng: TimeRange) -> Counter:
     ).values_list(bucket_expression("started", "day"), KeyTransform(zone, "errors"))
     per_day: Counter = Counter()
     for day, errors in runs:
-        per_day[to_datetime(day).date()] += _error_total(errors)
+        per_day[to_datetime(day).date()] += unknown_total(errors)
     return per_day
-
-
-def _error_total(errors: object) -> int:
-    """A run's unknown answers on one list: {kind: count} (or a bare count)."""
-    if isinstance(errors, dict):
-        return sum(n for n in errors.values() if isinstance(n, int))
-    return errors if isinstance(errors, int) else 0
 
 
 def blocklist_figure(*, detail: BlocklistDetail) -> dict:

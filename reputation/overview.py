@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Q
 
-from reputation.alert_models import Event
+from reputation.alert_models import SEVERITY_RANK, Event
 from reputation.events import listing_severity
 from reputation.models import Blocklist, CheckRun, Listing, Spike
+from reputation.sweep import unknown_total
 from routing.models import Pool, PoolAddress, SettingChange
 
 RECENT = 10
@@ -43,8 +44,7 @@ class ListedAddress:
 
     @property
     def severity(self) -> str:
-        order = ("info", "warning", "critical")
-        return max((item.severity for item in self.lists), key=order.index)
+        return max((item.severity for item in self.lists), key=SEVERITY_RANK.__getitem__)
 
 
 @dataclass
@@ -122,9 +122,8 @@ def listed_by_pool(*, kinds: dict[str, str]) -> dict[str, list[ListedAddress]]:
         item.lists.append(
             ListedOn(row.blocklist.zone, weight, row.opened, row.codes, row.meanings, severity)
         )
-    order = {"critical": 0, "warning": 1, "info": 2}
     return {
-        pool: sorted(items.values(), key=lambda a: (order[a.severity], a.since))
+        pool: sorted(items.values(), key=lambda a: (-SEVERITY_RANK[a.severity], a.since))
         for pool, items in grouped.items()
     }
 
@@ -135,13 +134,7 @@ def last_sweep() -> SweepState | None:
         return None
     duration = run.finished - run.started if run.finished else None
     errors = run.errors if isinstance(run.errors, dict) else {}  # {zone: {kind: n}}
-    totals = {zone: _total(kinds) for zone, kinds in errors.items()}
+    totals = {zone: unknown_total(kinds) for zone, kinds in errors.items()}
     worst = sorted(totals.items(), key=lambda item: -item[1])[:5]
     misbehaving = sorted(run.misbehaving) if isinstance(run.misbehaving, dict) else []
     return SweepState(run, duration, run.unknown, worst, misbehaving)
-
-
-def _total(kinds: object) -> int:
-    if isinstance(kinds, dict):
-        return sum(n for n in kinds.values() if isinstance(n, int))
-    return kinds if isinstance(kinds, int) else 0

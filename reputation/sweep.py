@@ -50,6 +50,14 @@ class SweepOutcome:
         return {zone: dict(kinds) for zone, kinds in sorted(errors.items())}
 
 
+def unknown_total(kinds: object) -> int:
+    """One list's unknown answers in a run's stored errors: {error kind: count} as
+    `errors_by_zone` writes it (or a bare count)."""
+    if isinstance(kinds, dict):
+        return sum(n for n in kinds.values() if isinstance(n, int))
+    return kinds if isinstance(kinds, int) else 0
+
+
 Work = Sequence[tuple[ListSpec, Sequence[str]]]  # each list with the targets to look up
 
 
