@@ -37,7 +37,7 @@ from reputation.models import (
 )
 from reputation.spikes import Thresholds
 from reputation.sweep import unknown_total
-from reputation.timerange import TimeRange, bucket_expression, bucket_sums, source, to_datetime
+from reputation.timerange import TimeRange, bucket_expression, bucket_sums, rows_in, to_datetime
 from routing.models import AddressCount, DSNCount, PoolAddress
 
 LISTING_CAP = 200
@@ -580,8 +580,7 @@ def window_minutes(*, dimension: str, value: str) -> int:
 def series(*, dimension: str, value: str, rng: TimeRange) -> list[tuple[datetime, int]]:
     """DSNs of one series per bucket of `rng`, zeros filled in: per-minute rows for minute
     buckets while they are kept, else the hourly rows (every hour)."""
-    model, field = source(rng, minutes=DSNCount, hours=DSNHourly)
-    rows = model.objects.filter(**{f"{field}__gte": rng.start, f"{field}__lt": rng.end})
+    rows, field = rows_in(rng, minutes=DSNCount, hours=DSNHourly)
     sums = bucket_sums(_one_series(rows, dimension, value), field=field, bucket=rng.bucket)
     return [(at, sums[(at,)]) for at in rng.buckets()]
 

@@ -28,7 +28,7 @@ from reputation.timerange import (
     TimeRange,
     bucket_expression,
     bucket_sums,
-    source,
+    rows_in,
     to_datetime,
 )
 from routing.models import DSNCount, DSNTotal, PoolAddress
@@ -98,8 +98,7 @@ def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -
     are kept, else the hourly totals per pool (every hour); one grouped query."""
     span = TimeRange("custom", start, end, bucket)
     # Per hour, the per-pool totals: DSNHourly's other dimensions would mean 100 times the rows.
-    model, field = source(span, minutes=DSNCount, hours=DSNTotal)
-    rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+    rows, field = rows_in(span, minutes=DSNCount, hours=DSNTotal)
     if pool:
         rows = rows.filter(pool=pool)
     return Counter({key[0]: n for key, n in bucket_sums(rows, field=field, bucket=bucket).items()})

@@ -127,6 +127,19 @@ def source(
     return hours, "hour"
 
 
+def rows_in(
+    rng: TimeRange,
+    *,
+    minutes: type[Model],
+    hours: type[Model],
+    days: type[Model] | None = None,
+) -> tuple[QuerySet, str]:
+    """The rows of the table `source` picks for the range, within [start, end), and their
+    time field (for `bucket_sums`)."""
+    model, field = source(rng, minutes=minutes, hours=hours, days=days)
+    return model.objects.filter(**{f"{field}__gte": rng.start, f"{field}__lt": rng.end}), field
+
+
 def bucket_expression(field: str, bucket: str):
     """An expression grouping `field` by bucket; `to_datetime` reads back what it yields."""
     if connection.vendor == "sqlite":

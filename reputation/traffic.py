@@ -15,7 +15,7 @@ from django.db.models import Sum
 
 from reputation import figures
 from reputation.figures import COLOURS, REASON_ORDER, iso
-from reputation.timerange import TimeRange, bucket_sums, source
+from reputation.timerange import TimeRange, bucket_sums, rows_in
 from routing.models import (
     Pool,
     RoutingCount,
@@ -50,8 +50,7 @@ def _reason_rank(reason: str) -> int:
 
 def _routing_sums(*, rng: TimeRange, by: tuple[str, ...], pool: str | None = None) -> Counter:
     """Messages per (bucket, *by) over [start, end)."""
-    model, field = source(rng, minutes=RoutingCount, hours=RoutingHourly, days=RoutingDaily)
-    rows = model.objects.filter(**{f"{field}__gte": rng.start, f"{field}__lt": rng.end})
+    rows, field = rows_in(rng, minutes=RoutingCount, hours=RoutingHourly, days=RoutingDaily)
     if pool:
         rows = rows.filter(pool=pool)
     return bucket_sums(rows, field=field, bucket=rng.bucket, by=by)
