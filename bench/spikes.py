@@ -5,8 +5,8 @@
 Loads 30 days of per-minute DSN counts for 1,000 sender domains (sparse, as real ones are:
 a few DSNs per domain per hour, daily rhythm, one domain spiking) into a scratch PostgreSQL
 database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/poolwarden_bench),
-then times one detection run over every dimension, and the dashboard's DSN volume query
-(hourly buckets over the 30 days).
+then times one detection run over every dimension, and the dashboard's DSN volume chart data
+(hourly buckets over 30 days and the 7 days of baseline before them, and the spikes).
 """
 
 from __future__ import annotations
@@ -97,11 +97,20 @@ def load(domains: int, days: int) -> int:
         "reporting_mta",
         "count",
     )
+    # As the engine's flushes also write them: the DSNs per hour and pool, which the
+    # dashboard's DSN chart reads for ranges longer than six hours.
+    hours = Counter()
+    for (at, _domain, _status), n in counts.items():
+        hours[at.replace(minute=0)] += n
+    totals = "".join(f"{hour.isoformat()}\thigh-risk\t{n}\n" for hour, n in hours.items())
     with connection.cursor() as cursor:
         copy_sql = f"COPY routing_dsncount ({', '.join(columns)}) FROM STDIN"
         with cursor.copy(copy_sql) as copy:
             copy.write(buffer.read())
+        with cursor.copy("COPY routing_dsntotal (hour, pool, count) FROM STDIN") as copy:
+            copy.write(totals)
         cursor.execute("ANALYZE routing_dsncount")
+        cursor.execute("ANALYZE routing_dsntotal")
     return len(counts)
 
 
@@ -118,8 +127,11 @@ def main() -> None:
         f"in {time.perf_counter() - started:.1f} s"
     )
 
+    from unittest import mock
+
+    from reputation import timerange
     from reputation.detection import detect
-    from reputation.dsnseries import volume
+    from reputation.history import dsn_volume
 
     started = time.perf_counter()
     run = detect(NOW)
@@ -130,7 +142,9 @@ def main() -> None:
     timings = []
     for _ in range(5):
         started = time.perf_counter()
-        points = volume(start=NOW - timedelta(days=args.days), end=NOW, bucket="hour")
+        with mock.patch("django.utils.timezone.now", return_value=NOW):
+            chart = dsn_volume(rng=timerange.parse("30d", now=NOW))
+        points = chart.counts
         timings.append(time.perf_counter() - started)
     query_s = sorted(timings)[len(timings) // 2]
     print(
@@ -140,7 +154,8 @@ def main() -> None:
     print(
         f"{'dashboard DSN volume, 30 d hourly (median)':<45} {query_s * 1000:8.0f} ms  "
         f"target < {TARGET_QUERY * 1000:.0f} ms  "
-        f"{'ok' if query_s < TARGET_QUERY else 'ABOVE TARGET'}  ({len(points)} points)"
+        f"{'ok' if query_s < TARGET_QUERY else 'ABOVE TARGET'}"
+        f"  ({len(points)} points, {sum(points):,} DSNs)"
     )
 
 

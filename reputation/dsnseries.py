@@ -1,5 +1,4 @@
-"""DSN series read from the engine's per-minute aggregates (`routing.DSNCount`) and, for
-charts over longer ranges, its hourly counts (`reputation.DSNHourly`).
+"""DSN series read from the engine's per-minute aggregates (`routing.DSNCount`).
 
 A *series* is one dimension and one value: overall (`all`), per pool, per emitting source,
 per DSN recipient domain, per original-recipient domain, per status, per status class, per
@@ -59,20 +58,3 @@ def window_sums(
         if row["day"] >= 0:
             sums[row["series"]][row["day"]] = row["total"]
     return dict(sums)
-
-
-def volume(
-    *, start: datetime, end: datetime, bucket: str = "hour", pool: str | None = None
-) -> list[tuple[datetime, int]]:
-    """DSNs per bucket between `start` and `end`: per-minute counts for minute buckets while
-    they are kept, the hourly counts (every hour) otherwise."""
-    from reputation.models import DSNHourly
-    from reputation.timerange import TimeRange, bucket_sums, source
-
-    rng = TimeRange("custom", start, end, bucket)
-    model, field = source(rng, minutes=DSNCount, hours=DSNHourly)
-    rows = model.objects.filter(**{f"{field}__gte": start, f"{field}__lt": end})
-    if pool:
-        rows = rows.filter(pool=pool)
-    sums = bucket_sums(rows, field=field, bucket=bucket)
-    return sorted((key[0], n) for key, n in sums.items())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from reputation.dsnseries import volume
+from reputation.history import dsn_sums
 from reputation.models import DSNHourly, Spike, SpikeThreshold
 from reputation.tasks import detect_spikes, roll_up_dsn_counts
 from routing.configdoc import DocumentError, apply_plan, plan_document
@@ -56,13 +56,13 @@ def test_roll_up_expires_old_minutes_and_the_hours_keep_the_totals():
         for _ in range(n):
             counters.record(BOUNCE, DECISION)
         counters.flush()
-    span = {"start": old - timedelta(days=1), "end": timezone.now()}
-    before = sum(n for _, n in volume(**span))
+    span = {"start": old - timedelta(days=1), "end": timezone.now(), "bucket": "hour", "pool": None}
+    before = sum(dsn_sums(**span).values())
     assert roll_up_dsn_counts.apply().get() == 4  # two old DSN minutes, two routing minutes
     assert DSNCount.objects.count() == 1
     assert sorted(DSNHourly.objects.values_list("count", flat=True)) == [3, 5, 9]
     assert roll_up_dsn_counts.apply().get() == 0  # re-runnable
-    after = sum(n for _, n in volume(**span))
+    after = sum(dsn_sums(**span).values())
     assert before == after == 17
 
 
@@ -77,9 +77,12 @@ def test_volume_buckets_by_hour_and_filters_by_pool():
         for _ in range(2):
             counters.record(BOUNCE, decision)
         counters.flush()
-    points = volume(start=at, end=at + timedelta(hours=3), pool="high-risk")
+    points = sorted(
+        dsn_sums(start=at, end=at + timedelta(hours=3), bucket="hour", pool="high-risk").items()
+    )
     assert points == [(at, 2), (at + timedelta(hours=1), 2)]
-    minutes = volume(start=at, end=at + timedelta(hours=2), bucket="minute", pool="high-risk")
+    end = at + timedelta(hours=2)
+    minutes = sorted(dsn_sums(start=at, end=end, bucket="minute", pool="high-risk").items())
     assert minutes == [(at + timedelta(minutes=5), 2), (at + timedelta(minutes=65), 2)]
 
 
