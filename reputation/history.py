@@ -24,9 +24,9 @@ from reputation.events import listing_severity, pool_kinds
 from reputation.figures import COLOURS, detail_url, iso
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
 from reputation.timerange import (
-    STEP,
     TimeRange,
     bucket_expression,
+    bucket_sql,
     bucket_sums,
     rows_in,
     to_datetime,
@@ -583,7 +583,7 @@ def _zone_errors(
     database: decoding a year of runs' JSON in Python costs more than the rest of the chart."""
     subquery, params = runs.filter(unknown__gt=0).values("pk").query.sql_with_params()
     sql = ZONE_ERRORS_SQL[connection.vendor].format(
-        bucket=SQL_BUCKET[connection.vendor][bucket], runs=subquery
+        bucket=bucket_sql("r.started", bucket), runs=subquery
     )
     errors: dict[str, list[int]] = defaultdict(lambda: [0] * size)
     with connection.cursor() as cursor:
@@ -593,14 +593,6 @@ def _zone_errors(
     return dict(errors)
 
 
-SQL_BUCKET = {
-    "postgresql": {u: f"date_trunc('{u}', r.started AT TIME ZONE 'UTC')" for u in STEP},
-    "sqlite": {
-        "minute": "substr(r.started, 1, 16)",
-        "hour": "substr(r.started, 1, 13)",
-        "day": "substr(r.started, 1, 10)",
-    },
-}
 ZONE_ERRORS_SQL = {  # every (run, zone, error kind) count; a bare {zone: n} counts as one kind
     "postgresql": """
         SELECT {bucket}, z.key, SUM((k.value #>> '{{}}')::bigint)

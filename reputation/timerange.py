@@ -140,13 +140,22 @@ def rows_in(
     return model.objects.filter(**{f"{field}__gte": rng.start, f"{field}__lt": rng.end}), field
 
 
+SQLITE_PREFIX = {"minute": 16, "hour": 13, "day": 10}  # "2026-11-27 14:05" is 16 characters
+
+
 def bucket_expression(field: str, bucket: str):
     """An expression grouping `field` by bucket; `to_datetime` reads back what it yields."""
     if connection.vendor == "sqlite":
-        length = {"minute": 16, "hour": 13, "day": 10}[bucket]
-        return Substr(field, 1, length)
+        return Substr(field, 1, SQLITE_PREFIX[bucket])
     trunc = {"minute": TruncMinute, "hour": TruncHour, "day": TruncDay}[bucket]
     return trunc(field, tzinfo=UTC, output_field=DateTimeField())
+
+
+def bucket_sql(column: str, bucket: str) -> str:
+    """`bucket_expression` for raw SQL over a timestamp `column` (read back by `to_datetime`)."""
+    if connection.vendor == "sqlite":
+        return f"substr({column}, 1, {SQLITE_PREFIX[bucket]})"
+    return f"date_trunc('{bucket}', {column} AT TIME ZONE 'UTC')"
 
 
 def to_datetime(value) -> datetime:
