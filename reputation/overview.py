@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count
 
 from reputation.alert_models import SEVERITY_RANK, Event
 from reputation.events import listing_severity
@@ -93,11 +93,7 @@ def overview() -> Overview:
 def pool_states() -> list[PoolState]:
     pools = Pool.objects.annotate(
         n=Count("addresses"),
-        rotating=Count(
-            "addresses",
-            filter=Q(addresses__active=True)
-            & (Q(addresses__listed=False) | Q(addresses__keep_in_rotation=True)),
-        ),
+        rotating=Count("addresses", filter=PoolAddress.in_rotation_q("addresses__")),
     )
     states = {p.name: PoolState(p.name, p.kind, p.n, p.rotating) for p in pools}
     for name, listed in listed_by_pool(kinds={p.name: p.kind for p in pools}).items():

@@ -161,6 +161,15 @@ class PoolAddress(models.Model):
         """Whether routing may choose this address now."""
         return self.active and (not self.listed or self.keep_in_rotation)
 
+    @staticmethod
+    def in_rotation_q(prefix: str = "") -> models.Q:
+        """`in_rotation` as a query; `prefix` reaches the address through a relation (e.g.
+        "addresses__" from Pool)."""
+        field = {name: f"{prefix}{name}" for name in ("active", "listed", "keep_in_rotation")}
+        return models.Q(**{field["active"]: True}) & (
+            models.Q(**{field["listed"]: False}) | models.Q(**{field["keep_in_rotation"]: True})
+        )
+
     def clean(self) -> None:
         try:
             self.address = str(pools.parse_address(self.address))

@@ -67,7 +67,6 @@ class PolicySnapshot:
 
 def load_snapshot() -> PolicySnapshot:
     """Read the policy and, per kind, the first pool by name with its addresses in rotation."""
-    from django.db.models import Q
 
     from routing.models import Pool, PoolAddress, RoutingPolicy
 
@@ -76,11 +75,7 @@ def load_snapshot() -> PolicySnapshot:
     for pool in Pool.objects.order_by("name"):
         if pool.kind in pools:
             continue
-        active = (
-            PoolAddress.objects.filter(pool=pool, active=True)
-            .filter(Q(listed=False) | Q(keep_in_rotation=True))
-            .order_by("id")
-        )
+        active = PoolAddress.objects.filter(PoolAddress.in_rotation_q(), pool=pool).order_by("id")
         addresses = tuple(active.values_list("address", flat=True))
         pools[pool.kind] = PoolSnapshot(pool.name, pool.kind, addresses)
     return PolicySnapshot(
