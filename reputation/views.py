@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from reputation import charts, timerange
+from reputation import charts, details, timerange
 from reputation.models import Blocklist, Spike
 from reputation.overview import overview
 from reputation.traffic import traffic
@@ -102,47 +102,76 @@ def chart(request: HttpRequest, name: str) -> JsonResponse:
 
 
 def detail_page(
-    request: HttpRequest, template: str, title: str, context: dict, *, chart: charts.Chart
+    request: HttpRequest,
+    template: str,
+    *,
+    title: str,
+    chart: charts.Chart,
+    figure: dict,
+    filtered: tuple[Filters, str],
+    detail: object,
 ) -> HttpResponse:
-    selected, problem = page_filters(request)
-    card = {"chart": chart, "figure": context.pop("figure"), "element": "pw-figure-detail"}
-    page = {"title": title, "filters": selected, "filter_problem": problem, "card": card}
-    page["presets"] = list(timerange.PRESETS)
-    return render(request, template, admin.site.each_context(request) | page | context)
+    selected, problem = filtered
+    page = {
+        "title": title,
+        "detail": detail,
+        "filters": selected,
+        "filter_problem": problem,
+        "presets": list(timerange.PRESETS),
+        "card": {"chart": chart, "figure": figure, "element": "pw-figure-detail"},
+    }
+    return render(request, template, admin.site.each_context(request) | page)
 
 
 def address(request: HttpRequest, address: str) -> HttpResponse:
-    from reputation import details
-
     require_view(request)
-    selected, _ = page_filters(request)
-    detail = details.address_detail(address=address, rng=selected.rng)
+    filtered = page_filters(request)
+    detail = details.address_detail(address=address, rng=filtered[0].rng)
     if detail is None:
         raise Http404("Not a pool address, and never listed.")
-    context = {"detail": detail, "figure": details.address_figure(detail=detail)}
     chart = charts.Chart("address", "Mail sent from the address, and its listings", "")
-    return detail_page(request, "dashboard/address.html", address, context, chart=chart)
+    figure = details.address_figure(detail=detail)
+    return detail_page(
+        request,
+        "dashboard/address.html",
+        title=address,
+        chart=chart,
+        figure=figure,
+        filtered=filtered,
+        detail=detail,
+    )
 
 
 def blocklist(request: HttpRequest, pk: int) -> HttpResponse:
-    from reputation import details
-
     require_view(request)
-    selected, _ = page_filters(request)
+    filtered = page_filters(request)
     found = get_object_or_404(Blocklist, pk=pk)
-    detail = details.blocklist_detail(blocklist=found, rng=selected.rng)
-    context = {"detail": detail, "figure": details.blocklist_figure(detail=detail)}
+    detail = details.blocklist_detail(blocklist=found, rng=filtered[0].rng)
     chart = charts.Chart("blocklist", "Unknown answers and listings opened per day", "")
-    return detail_page(request, "dashboard/blocklist.html", found.zone, context, chart=chart)
+    figure = details.blocklist_figure(detail=detail)
+    return detail_page(
+        request,
+        "dashboard/blocklist.html",
+        title=found.zone,
+        chart=chart,
+        figure=figure,
+        filtered=filtered,
+        detail=detail,
+    )
 
 
 def spike(request: HttpRequest, pk: int) -> HttpResponse:
-    from reputation import details
-
     require_view(request)
     found = get_object_or_404(Spike, pk=pk)
     detail = details.spike_detail(spike=found)
-    context = {"detail": detail, "figure": details.spike_figure(detail=detail)}
     chart = charts.Chart("spike", "DSNs around the spike", "", ranged=False)
     title = f"DSN spike: {found.dimension} {found.value}".strip()
-    return detail_page(request, "dashboard/spike.html", title, context, chart=chart)
+    return detail_page(
+        request,
+        "dashboard/spike.html",
+        title=title,
+        chart=chart,
+        figure=details.spike_figure(detail=detail),
+        filtered=page_filters(request),
+        detail=detail,
+    )
