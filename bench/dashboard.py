@@ -763,7 +763,7 @@ INFORMATIONAL = {INDEX_1Y}
 
 def pages() -> list[tuple[str, str]]:
     """(label, URL) of every page timed."""
-    from reputation.charts import CHARTS
+    from reputation.dashboard.charts import CHARTS
     from reputation.models import Blocklist, Spike
 
     found = [("index (overview + charts, 7d)", "/admin/"), (INDEX_1Y, "/admin/?range=1y")]

@@ -129,9 +129,9 @@ def main() -> None:
 
     from unittest import mock
 
-    from reputation import timerange
-    from reputation.detection import detect
-    from reputation.history import dsn_volume
+    from reputation.dashboard import timerange
+    from reputation.dashboard.history import dsn_volume
+    from reputation.spikes.detection import detect
 
     started = time.perf_counter()
     run = detect(NOW)

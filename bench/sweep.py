@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reputation import dnsbl
-from reputation.sweep import sweep
-from reputation.sweeper import UDPSweeper
+from reputation.blocklists import dnsbl
+from reputation.blocklists.sweep import sweep
+from reputation.blocklists.sweeper import UDPSweeper
 from tests.rbldnsd_server import HOST, proxy, serve
 
 NETWORK = ipaddress.ip_network("198.18.0.0/22")  # RFC 2544 benchmarking range

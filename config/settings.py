@@ -103,10 +103,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+STATICFILES_DIRS = [BASE_DIR / "reputation" / "dashboard" / "static"]  # the dashboard's own
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "reputation.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
+    "reputation.dashboard.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
 ]
 WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
 if DEBUG:

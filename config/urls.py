@@ -3,7 +3,7 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from reputation import views as dashboard
+from reputation.dashboard import views as dashboard
 
 
 def healthz(request):

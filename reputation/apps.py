@@ -6,13 +6,11 @@ class ReputationConfig(AppConfig):
     verbose_name = "Reputation"
 
     def ready(self) -> None:
-        from reputation import catalogue, channel_config, spike_config
+        from reputation.alerts.config import ChannelSection
+        from reputation.blocklists.config import BlocklistSection
+        from reputation.spikes.config import SpikeThresholdSection
         from routing import configdoc
 
-        for section in (
-            catalogue.BlocklistSection(),
-            spike_config.SpikeThresholdSection(),
-            channel_config.ChannelSection(),
-        ):
+        for section in (BlocklistSection(), SpikeThresholdSection(), ChannelSection()):
             if not any(s.key == section.key for s in configdoc.SECTIONS):
                 configdoc.register(section)

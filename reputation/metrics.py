@@ -29,8 +29,8 @@ def gauge(name: str, help_text: str, samples: list[str]) -> list[str]:
 
 
 def render(now: datetime) -> str:
-    from reputation.alert_models import Notification
     from reputation.models import CheckRun, Listing, Spike
+    from reputation.models.alerts import Notification
     from routing.models import PoolAddress, RoutingCount
 
     listings = (

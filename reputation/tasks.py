@@ -1,4 +1,5 @@
-"""Celery tasks: thin shells around reputation.runs.
+"""Celery tasks: thin shells around the capabilities' domain functions (blocklists.runs,
+spikes.detection, alerts.sending).
 
 `reputation.sweep` (started by beat) plans a run and fans its chunks out;
 `reputation.sweep_chunk` runs one. Chunks are acknowledged late and re-queued if their worker
@@ -14,7 +15,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from reputation import events, runs
+from reputation.alerts import events
+from reputation.blocklists import runs
 from reputation.models import CheckRun
 
 
@@ -60,7 +62,7 @@ def detect_spikes() -> dict:
     """Judge every DSN series against its baseline; open, follow and close spikes."""
     from django.utils import timezone
 
-    from reputation.detection import detect
+    from reputation.spikes.detection import detect
 
     run = detect(timezone.now())
     return {"series": run.series, "opened": len(run.opened), "closed": len(run.closed)}
@@ -109,7 +111,7 @@ def send_alerts() -> dict:
     import os
     import socket
 
-    from reputation import alerts
+    from reputation.alerts import sending
 
-    report = alerts.run_once(worker=f"celery:{socket.gethostname()}:{os.getpid()}")
+    report = sending.run_once(worker=f"celery:{socket.gethostname()}:{os.getpid()}")
     return {"events": report.events, "sent": len(report.sent), "failed": report.failed}

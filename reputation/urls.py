@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from reputation import views
+from reputation.dashboard import views
 
 app_name = "dashboard"
 

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+DSN_SAMPLES = REPO / "tests" / "routing" / "samples" / "dsn"  # real DSNs of real MTAs
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from tests.support import REPO
 
 # The live server needs committed data; serialized_rollback restores the migrated data (groups,
 # permissions) for each test and keeps the flush from re-creating it under new ids, which
-# would break the next test that restores it (tests/reputation/test_alerts_race.py).
+# would break the next test that restores it (tests/reputation/alerts/test_sending_race.py).
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -74,8 +74,8 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 def data(db):
     """Two pools, two lists, a week of traffic and scores, an older month, a listing, an
     open DSN spike, a sweep and an alert."""
-    from reputation.alert_models import Event
     from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
+    from reputation.models.alerts import Event
     from routing.models import (
         DSNCount,
         DSNTotal,
@@ -222,7 +222,7 @@ def screenshot(page, name: str) -> None:
 def test_viewer_sees_overview_and_every_chart_drawn(page, live_server, viewer, data):
     """A viewer's admin index shows the listed address, the sweep, the spike and the alert,
     and every chart is an SVG drawn by Plotly from the recorded counts."""
-    from reputation.charts import CHARTS
+    from reputation.dashboard.charts import CHARTS
 
     login(page, live_server, viewer)
     for name in CHARTS:

@@ -13,15 +13,13 @@ import email
 import smtplib
 import uuid
 from email.message import Message
-from pathlib import Path
 
 import pytest
 
 from tests.postfix_instance import GTUBE, HIGH_RISK, NORMAL
+from tests.support import DSN_SAMPLES
 
 pytestmark = pytest.mark.integration
-
-SAMPLES = Path(__file__).resolve().parent.parent / "routing" / "samples" / "dsn"
 
 
 def message(sender: str, *, body: str = "Hello, the report you asked for.", **headers: str) -> str:
@@ -80,7 +78,7 @@ def test_a_null_sender_dsn_leaves_by_the_high_risk_address(milter_postfix, sink)
 
 
 def test_a_multipart_report_bounce_from_a_real_sender_is_high_risk(milter_postfix, sink):
-    raw = (SAMPLES / "postfix-bounce-user-unknown.eml").read_text()
+    raw = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_text()
     text = f"X-Test-Id: {uuid.uuid4().hex}\n" + raw.replace("Return-Path: <>\n", "")
     delivery = route(milter_postfix.smtpd_port, sink, "bounces@both.test", text)
     assert delivery.source == HIGH_RISK

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from reputation import runs, tasks
+from reputation import tasks
+from reputation.blocklists import runs
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, ChunkDone, Listing
 from tests.support import start_worker, stop_group
 
@@ -74,7 +75,8 @@ def test_every_datagram_counts_against_the_daily_cap(catalogue):
 
 
 def at_local_time(monkeypatch, hour: int, minute: int) -> None:
-    """Fake the clock of reputation.runs: a run's share of a daily cap depends on the hour."""
+    """Fake the clock of reputation.blocklists.runs: a run's share of a daily cap depends on the
+    hour."""
     from django.utils import timezone
 
     moment = timezone.localtime().replace(hour=hour, minute=minute, second=0, microsecond=0)
@@ -213,7 +215,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rb
 
 @pytest.mark.django_db
 def test_a_scheduled_sweep_that_cannot_start_raises_an_event(catalogue, monkeypatch):
-    from reputation.alert_models import Event
+    from reputation.models.alerts import Event
 
     def broken(**kwargs):
         raise runs.RunError("no blocklist with zone 'gone.test' in the catalogue")
@@ -223,3 +225,4 @@ def test_a_scheduled_sweep_that_cannot_start_raises_an_event(catalogue, monkeypa
         tasks.sweep(jitter=0)
     event = Event.objects.get(kind="sweep-failed")
     assert "gone.test" in event.data["reason"]
+

@@ -8,8 +8,8 @@ import json
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from reputation.alert_models import Channel
 from reputation.models import Blocklist
+from reputation.models.alerts import Channel
 from routing import changes
 from routing.models import Pool, PoolAddress, RoutingPolicy, SettingChange
 from tests.routing.test_admin import pool_form

@@ -8,7 +8,6 @@ import email.policy
 import quopri
 import re
 from email.message import Message
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,15 +15,15 @@ from hypothesis import strategies as st
 
 from routing.dsn import MAX_FIELD, MAX_RECIPIENTS, is_delivery_report, parse_report
 from routing.facts import DSNRecipient, DSNReport
+from tests.support import DSN_SAMPLES
 
-SAMPLES = Path(__file__).parent / "samples" / "dsn"
 POLICIES = [email.policy.compat32, email.policy.default]
 STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 
 def load_sample(name: str) -> Message:
     """A sample DSN parsed as the default policy would parse it."""
-    return email.message_from_bytes((SAMPLES / name).read_bytes(), policy=email.policy.default)
+    return email.message_from_bytes((DSN_SAMPLES / name).read_bytes(), policy=email.policy.default)
 
 
 def parse_bytes(raw: bytes, policy=email.policy.default) -> Message:
@@ -75,10 +74,10 @@ USER_UNKNOWN = (
 # --- samples from real MTAs ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.eml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in DSN_SAMPLES.glob("*.eml")))
 @pytest.mark.parametrize("policy", POLICIES, ids=["compat32", "default"])
 def test_every_sample_reads_the_same_under_both_policies(name, policy):
-    raw = (SAMPLES / name).read_bytes()
+    raw = (DSN_SAMPLES / name).read_bytes()
     assert parse_report(parse_bytes(raw, policy)) == parse_report(load_sample(name))
     assert is_delivery_report(parse_bytes(raw, policy)) == is_delivery_report(load_sample(name))
 
@@ -298,7 +297,7 @@ def test_report_without_report_type_counts_when_it_has_a_delivery_status_part():
 
 
 def test_bounce_of_a_bounce_does_not_read_the_returned_report():
-    inner = (SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
+    inner = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
     raw = (
         b"MIME-Version: 1.0\n"
         b'Content-Type: multipart/report; report-type=delivery-status; boundary="outer"\n\n'
@@ -390,7 +389,7 @@ def test_delivery_status_left_as_text_is_read_like_a_parsed_one():
 
 @pytest.mark.parametrize("policy", POLICIES, ids=["compat32", "default"])
 def test_truncated_mime_reports_the_missing_status(policy):
-    raw = (SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
+    raw = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
     raw = raw[: raw.index(b"Status: 5.1.1") + len(b"Stat")]
     report, problems = report_from(raw, policy)
     recipient = only_recipient(report)

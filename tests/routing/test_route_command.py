@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support import DSN_SAMPLES
 
-SAMPLES = Path(__file__).parent / "samples" / "dsn"
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def test_message_on_stdin(dns_site):
 
 
 def test_real_postfix_bounce_from_null_sender(dns_site):
-    sample = SAMPLES / "postfix-bounce-user-unknown.eml"
+    sample = DSN_SAMPLES / "postfix-bounce-user-unknown.eml"
     result = dns_site.manage("route", str(sample), "--mail-from", "<>", "--json")
     data = json.loads(result.stdout)
     assert (data["pool"], data["is_dsn"]) == ("high-risk", True)

@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reputation import runs
+from reputation.blocklists import runs
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from reputation import alerts
+from reputation.alerts import sending
 
 
 class Command(BaseCommand):
@@ -41,7 +41,7 @@ class Command(BaseCommand):
 
     def round(self, worker: str) -> None:
         try:
-            report = alerts.run_once(worker=worker)
+            report = sending.run_once(worker=worker)
         except DatabaseError as exc:
             raise CommandError(f"database error: {exc}", returncode=2) from None
         if report.events or report.sent or report.failed:

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from routing import milter
 from routing.engine import get_engine, stop_engine
-from routing.postfix import ListenError, parse_listen
+from routing.mta import milter
+from routing.mta.postfix import ListenError, parse_listen
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 
 from routing.engine import get_engine, stop_engine
-from routing.policyd import PolicyServer
-from routing.postfix import ListenError, parse_listen
+from routing.mta.policyd import PolicyServer
+from routing.mta.postfix import ListenError, parse_listen
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from routing import postfix
+from routing.mta import postfix
 
 SECTIONS = ("all", "main", "master", "header-checks")
 

@@ -1,0 +1,666 @@
+"""The dashboard's history charts: DSN volume against its usual band with the spikes on it, the
+listing timeline, the current status of every address on every list, and sweep health.
+
+Each reads grouped or capped rows (a handful of queries per chart, none per bucket, address or
+list), so a year of data for a thousand addresses draws about as fast as a day. Points that
+link to a detail page carry its URL as `customdata` (the dashboard's click-through contract).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, FloatField, Func, Q, QuerySet, Sum
+
+from reputation.alerts.events import listing_severity, pool_kinds
+from reputation.blocklists import dnsbl
+from reputation.dashboard import figures
+from reputation.dashboard.figures import COLOURS, detail_url, iso
+from reputation.dashboard.timerange import (
+    TimeRange,
+    bucket_expression,
+    bucket_sql,
+    bucket_sums,
+    rows_in,
+    to_datetime,
+)
+from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
+from routing.models import DSNCount, DSNTotal, PoolAddress
+
+DAY = timedelta(days=1)
+MAX_SPIKES = 200
+MAX_SWEEP_POINTS = 400
+TOP_ZONES = 10
+SPIKE_SETTINGS = ("sensitivity", "min_count", "window_minutes", "days")
+SEVERITIES = ("critical", "warning", "info")
+SEVERITY_COLOURS = {
+    "critical": COLOURS["listed-major"],
+    "warning": COLOURS["listed-minor"],
+    "info": "#5bc0de",
+}
+
+
+# --- DSN volume --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpikeMark:
+    pk: int
+    dimension: str
+    value: str
+    started: datetime
+    ended: datetime | None  # None: still going on
+    peak: int
+    cause: str
+    url: str
+
+
+@dataclass(frozen=True)
+class DSNVolume:
+    buckets: list[datetime]
+    counts: list[int]  # DSNs per bucket, aligned with buckets
+    mean: list[float]  # the same bucket on each of the previous `baseline_days` days
+    lower: list[float]  # mean - 2 stdev, at least 0
+    upper: list[float]  # mean + 2 stdev
+    spikes: list[SpikeMark]  # newest first, at most MAX_SPIKES
+    baseline_days: int
+
+
+def dsn_volume(*, rng: TimeRange, pool: str | None = None, baseline_days: int = 7) -> DSNVolume:
+    """DSNs per bucket of the range (of one pool, or all), the usual band around them, and the
+    spikes overlapping the range. The last bucket of a range ending now may still be filling."""
+    sums = dsn_sums(
+        start=rng.start - baseline_days * DAY, end=rng.end, bucket=rng.bucket, pool=pool
+    )
+    buckets = rng.buckets()
+    bands = [
+        _band([sums.get(at - k * DAY, 0) for k in range(1, baseline_days + 1)]) for at in buckets
+    ]
+    return DSNVolume(
+        buckets=buckets,
+        counts=[sums.get(at, 0) for at in buckets],
+        mean=[b[0] for b in bands],
+        lower=[b[1] for b in bands],
+        upper=[b[2] for b in bands],
+        spikes=spikes_in(rng=rng, pool=pool),
+        baseline_days=baseline_days,
+    )
+
+
+def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -> Counter:
+    """{bucket start: DSNs} over [start, end): per-minute rows for minute buckets while they
+    are kept, else the hourly totals per pool (every hour); one grouped query."""
+    span = TimeRange("custom", start, end, bucket)
+    # Per hour, the per-pool totals: DSNHourly's other dimensions would mean 100 times the rows.
+    rows, field = rows_in(span, minutes=DSNCount, hours=DSNTotal)
+    if pool:
+        rows = rows.filter(pool=pool)
+    return Counter({key[0]: n for key, n in bucket_sums(rows, field=field, bucket=bucket).items()})
+
+
+def _band(values: list[int]) -> tuple[float, float, float]:
+    if not values:
+        return 0.0, 0.0, 0.0
+    mean, spread = statistics.fmean(values), statistics.pstdev(values)
+    return mean, max(0.0, mean - 2 * spread), mean + 2 * spread
+
+
+def spikes_in(
+    *, rng: TimeRange, pool: str | None = None, limit: int = MAX_SPIKES
+) -> list[SpikeMark]:
+    """Spikes overlapping the range, newest first. With a pool: the spikes of that pool's
+    series and of all DSNs together; spikes of other dimensions (a sender or recipient domain,
+    a status) span pools, so they are shown only without a pool filter."""
+    found = Spike.objects.filter(started__lt=rng.end).filter(
+        Q(ended__isnull=True) | Q(ended__gte=rng.start)
+    )
+    if pool:
+        found = found.filter(Q(dimension="all") | Q(dimension="pool", value=pool))
+    url = detail_url("spike")
+    fields = ("pk", "dimension", "value", "started", "ended", "peak", "cause")
+    rows = found.order_by("-started", "-pk").values_list(*fields)[:limit]
+    return [SpikeMark(*row, url=url(row[0])) for row in rows]
+
+
+def dsn_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
+    """DSN volume, its usual band (mean ± 2 stdev of the previous days), spikes shaded (click
+    one: its page) and changes of the spike settings."""
+    volume = dsn_volume(rng=rng, pool=pool)
+    x = [iso(at) for at in volume.buckets]
+    data = [
+        *_band_traces(x, volume),
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "DSNs",
+            "x": x,
+            "y": volume.counts,
+            "line": {"color": COLOURS["high-risk"], "width": 2},
+        },
+        _spike_markers(rng, volume),
+        figures.change_markers(rng, fields=SPIKE_SETTINGS),
+    ]
+    shapes = [_spike_shape(rng, spike) for spike in volume.spikes]
+    yaxis = {"rangemode": "tozero", "title": {"text": f"DSNs per {rng.bucket}"}}
+    return figures.figure(data, figures.layout(rng, shapes=shapes, yaxis=yaxis))
+
+
+def _band_traces(x: list[str], volume: DSNVolume) -> list[dict]:
+    line = {"width": 0, "color": COLOURS["normal"]}
+    usual = f"usual (previous {volume.baseline_days} days, ± 2 stdev)"
+    return [
+        {"type": "scatter", "mode": "lines", "name": "usual, low", "x": x, "y": volume.lower}
+        | {"line": line, "showlegend": False},
+        {"type": "scatter", "mode": "lines", "name": usual, "x": x, "y": volume.upper}
+        | {"line": line, "fill": "tonexty", "fillcolor": "rgba(47, 126, 216, 0.15)"},
+        {"type": "scatter", "mode": "lines", "name": "usual, mean", "x": x, "y": volume.mean}
+        | {"line": {"width": 1, "dash": "dot", "color": COLOURS["normal"]}},
+    ]
+
+
+def _spike_shape(rng: TimeRange, spike: SpikeMark) -> dict:
+    return figures.shade(rng, spike.started, spike.ended, COLOURS["high-risk"], 0.15)
+
+
+def _spike_markers(rng: TimeRange, volume: DSNVolume) -> dict:
+    """One clickable point per spike, on the bucket where it starts (so the unified hover of
+    that bucket holds it), as high as the volume gets during the spike."""
+    spikes = volume.spikes
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "name": "spikes",
+        "x": [iso(rng.floor(max(s.started, rng.start))) for s in spikes],
+        "y": [_spike_height(volume, s) for s in spikes],
+        "customdata": [s.url for s in spikes],
+        "hovertext": [f"spike: {_series(s)}, cause {s.cause}" for s in spikes],
+        "hoverinfo": "text",
+        "marker": {"symbol": "diamond", "size": 9, "color": COLOURS["high-risk"], "opacity": 0.5},
+        "showlegend": bool(spikes),
+    }
+
+
+def _series(spike: SpikeMark) -> str:
+    return spike.dimension + (f" {spike.value}" if spike.value else "")
+
+
+def _spike_height(volume: DSNVolume, spike: SpikeMark) -> int:
+    """The most DSNs in a bucket the spike covers; its peak (a window's count) if none."""
+    first = max(bisect_right(volume.buckets, spike.started) - 1, 0)
+    last = bisect_right(volume.buckets, spike.ended) if spike.ended else len(volume.buckets)
+    return max(volume.counts[first:last], default=0) or spike.peak
+
+
+# --- listing timeline --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListingRow:
+    pk: int
+    address: str  # an IP address, or a HELO/rDNS name for a domain list
+    pool: str
+    zone: str
+    weight: str
+    opened: datetime
+    closed: datetime | None  # None: still listed
+    codes: list[str]
+    meanings: list[str]
+    severity: str  # as alerts assign it: critical, warning or info
+    url: str  # the address's detail page
+
+
+@dataclass(frozen=True)
+class ListingTimeline:
+    rows: list[ListingRow]  # newest first
+    total: int  # listings overlapping the range (rows holds at most `limit` of them)
+
+
+def listing_timeline(
+    *, rng: TimeRange, pool: str | None = None, limit: int = 300
+) -> ListingTimeline:
+    """Listings open at some time in [start, end), newest first, at most `limit`."""
+    found = Listing.objects.filter(opened__lt=rng.end).filter(
+        Q(closed__isnull=True) | Q(closed__gt=rng.start)
+    )
+    if pool:
+        found = found.filter(pool=pool)
+    fields = ("pk", "address", "pool", "blocklist__zone", "blocklist__weight", "opened")
+    rows = list(
+        found.order_by("-opened", "-pk").values_list(*fields, "closed", "codes", "meanings")[:limit]
+    )
+    kinds, url = pool_kinds(), detail_url("address")
+    listed = [
+        ListingRow(
+            *row,
+            severity=listing_severity(kinds.get(row[2]), row[4], opened=True),
+            url=url(row[1]),
+        )
+        for row in rows
+    ]
+    total = len(listed) if len(listed) < limit else found.count()
+    return ListingTimeline(rows=listed, total=total)
+
+
+def listing_timeline_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
+    """A Gantt chart: one row per address and list, a bar per listed period, coloured by the
+    severity alerts give it; clicking a bar opens the address."""
+    timeline = listing_timeline(rng=rng, pool=pool)
+    labels = list(dict.fromkeys(_row_label(row) for row in timeline.rows))
+    data = []
+    for severity in SEVERITIES:
+        rows = [row for row in timeline.rows if row.severity == severity]
+        if rows:
+            data.append(_listing_trace(rng, severity, rows))
+    yaxis = {
+        "type": "category",
+        "categoryorder": "array",
+        "categoryarray": labels,
+        "autorange": "reversed",  # newest at the top
+        "automargin": True,
+    }
+    layout = figures.layout(
+        rng,
+        height=max(200, 24 * len(labels) + 90),
+        hovermode="closest",
+        barmode="overlay",
+        yaxis=yaxis,
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 50, "r": 20, "t": 30, "b": 40},
+    )
+    if timeline.total > len(timeline.rows):
+        layout["title"] = {
+            "text": f"showing {len(timeline.rows)} of {timeline.total} listings",
+            "font": {"size": 12},
+        }
+    return figures.figure(data, layout)
+
+
+def _row_label(row: ListingRow) -> str:
+    return f"{row.address} · {row.zone}"
+
+
+def _listing_trace(rng: TimeRange, severity: str, rows: list[ListingRow]) -> dict:
+    return {
+        "type": "bar",
+        "orientation": "h",
+        "name": severity,
+        "y": [_row_label(row) for row in rows],
+        "base": [iso(row.opened) for row in rows],
+        "x": [_milliseconds((row.closed or rng.end) - row.opened) for row in rows],
+        "customdata": [row.url for row in rows],
+        "hovertext": [_listing_text(row) for row in rows],
+        "hoverinfo": "text",
+        "marker": {"color": SEVERITY_COLOURS[severity]},
+    }
+
+
+def _milliseconds(span: timedelta) -> int:
+    return max(0, round(span.total_seconds() * 1000))
+
+
+def _listing_text(row: ListingRow) -> str:
+    codes = ", ".join(f"{c} {m}".strip() for c, m in zip(row.codes, row.meanings, strict=False))
+    closed = f"{row.closed:%Y-%m-%d %H:%M}" if row.closed else "still listed"
+    return (
+        f"{row.address} on {row.zone} ({row.weight}, pool {row.pool or '?'}): {codes or 'listed'}"
+        f"<br>{row.opened:%Y-%m-%d %H:%M} → {closed}"
+    )
+
+
+# --- current status ----------------------------------------------------------------------------
+
+UNKNOWN, CLEAN, MINOR, MAJOR = -1, 0, 1, 2
+STATUS_TEXT = {
+    None: "not checked (the list does not answer for it)",
+    UNKNOWN: "no trusted answer yet",
+    CLEAN: "clean",
+    MINOR: "listed (minor list)",
+    MAJOR: "listed (major list)",
+}
+# Discrete colours for -1…2 over zmin -1.5, zmax 2.5: a quarter of the scale each.
+STATUS_SCALE = [
+    [0.0, COLOURS["unknown"]],
+    [0.25, COLOURS["unknown"]],
+    [0.25, COLOURS["clean"]],
+    [0.5, COLOURS["clean"]],
+    [0.5, COLOURS["listed-minor"]],
+    [0.75, COLOURS["listed-minor"]],
+    [0.75, COLOURS["listed-major"]],
+    [1.0, COLOURS["listed-major"]],
+]
+
+
+@dataclass(frozen=True)
+class StatusMatrix:
+    addresses: list[str]  # rows
+    pools: list[str]  # each row's pool
+    hostnames: list[str]  # each row's HELO/rDNS name ("" if none)
+    zones: list[str]  # columns: enabled IP lists, then enabled domain lists
+    kinds: list[str]  # each column's kind (ip or domain)
+    weights: list[str]  # each column's weight
+    values: list[list[int | None]]  # MAJOR, MINOR, CLEAN, UNKNOWN; None: not applicable
+    since: list[list[datetime | None]]  # when the open listing of a listed cell opened
+
+
+def status_matrix(*, pool: str | None = None) -> StatusMatrix:
+    """Every pool address (of `pool`, or all) on every enabled list, now: listed while a
+    listing is open (or the last trusted answer says listed), clean when the last trusted
+    answer says so, unknown before any trusted answer. An IP list answers for IPv4 (and IPv6
+    if it says so); a domain list for the address's hostname, if it has one."""
+    addresses = PoolAddress.objects.order_by("pool__name", "id")
+    if pool:
+        addresses = addresses.filter(pool__name=pool)
+    rows = list(addresses.values_list("address", "hostname", "pool__name"))
+    lists = list(Blocklist.objects.filter(enabled=True).order_by("-kind", "zone"))
+    # A join, not blocklist_id IN (…): SQLite would then read by the blocklist index, slower
+    # than the scan of every pair.
+    enabled = Q(blocklist__enabled=True) & (_targets_of(rows) if pool else Q())
+    checks = _by_list(AddressCheck.objects.filter(enabled), "status")
+    opened = _by_list(Listing.objects.filter(enabled, closed__isnull=True), "opened")
+    targets = {
+        "ip": [a for a, _, _ in rows],
+        "ipv4": [None if ":" in a else a for a, _, _ in rows],
+        "domain": [h or None for _, h, _ in rows],
+    }
+    columns = [
+        _column(b, targets[_targets_key(b)], checks.get(b.pk, {}), opened.get(b.pk, {}))
+        for b in lists
+    ]
+    return StatusMatrix(
+        addresses=[r[0] for r in rows],
+        pools=[r[2] for r in rows],
+        hostnames=[r[1] for r in rows],
+        zones=[b.zone for b in lists],
+        kinds=[b.kind for b in lists],
+        weights=[b.weight for b in lists],
+        values=_rows_of([values for values, _ in columns], len(rows)),
+        since=_rows_of([since for _, since in columns], len(rows)),
+    )
+
+
+def _by_list(rows: QuerySet, field: str) -> dict[int, dict[str, object]]:
+    """{blocklist id: {address: field}} for the rows."""
+    found: dict[int, dict[str, object]] = defaultdict(dict)
+    for address, blocklist, value in rows.order_by().values_list("address", "blocklist_id", field):
+        found[blocklist][address] = value
+    return found
+
+
+def _targets_of(rows: list[tuple[str, str, str]]) -> Q:
+    """Rows about these addresses and their hostnames. A list, not a subquery: PostgreSQL
+    stores pool addresses as inet, which does not compare with text columns."""
+    return Q(address__in=[a for a, _, _ in rows] + [h for _, h, _ in rows if h])
+
+
+def _targets_key(blocklist: Blocklist) -> str:
+    if blocklist.kind == dnsbl.DOMAIN:
+        return "domain"
+    return "ip" if blocklist.ipv6 else "ipv4"
+
+
+def _column(
+    blocklist: Blocklist,
+    targets: list[str | None],
+    checks: dict[str, str],
+    opened: dict[str, datetime],
+) -> tuple[list[int | None], list[datetime | None]]:
+    """One list's column: its value and listing start for each target (None: not asked).
+    Plain comprehensions: this runs for every one of 20,480 cells."""
+    weight = MAJOR if blocklist.weight == Blocklist.Weight.MAJOR else MINOR
+    values = [
+        None
+        if t is None
+        else weight
+        if t in opened or checks.get(t) == dnsbl.LISTED
+        else (CLEAN if t in checks else UNKNOWN)
+        for t in targets
+    ]
+    return values, [opened.get(t) for t in targets]
+
+
+def _rows_of(columns: list[list], height: int) -> list[list]:
+    return (
+        [list(row) for row in zip(*columns, strict=True)]
+        if columns
+        else [[] for _ in range(height)]
+    )
+
+
+def status_figure(*, pool: str | None = None) -> dict:
+    """A heat map of status_matrix: addresses down, lists across; clicking a cell opens the
+    address."""
+    matrix = status_matrix(pool=pool)
+    url = detail_url("address")
+    domain = [kind == dnsbl.DOMAIN for kind in matrix.kinds]
+    text = [
+        [
+            _status_text(value, at, hostname if is_domain else "")
+            for value, at, is_domain in zip(values, since, domain, strict=True)
+        ]
+        for values, since, hostname in zip(
+            matrix.values, matrix.since, matrix.hostnames, strict=True
+        )
+    ]
+    trace = {
+        "type": "heatmap",
+        "x": matrix.zones,
+        "y": matrix.addresses,
+        "z": matrix.values,
+        "zmin": -1.5,
+        "zmax": 2.5,
+        "colorscale": STATUS_SCALE,
+        "colorbar": {
+            "tickvals": [UNKNOWN, CLEAN, MINOR, MAJOR],
+            "ticktext": ["unknown", "clean", "minor list", "major list"],
+            "thickness": 12,
+        },
+        "xgap": 1,
+        "ygap": 1,
+        # One link for the whole trace, not one per cell: a thousand rows of twenty URLs
+        # would make the figure a megabyte. The page's script puts the row's address in.
+        "meta": {"link": url("PWROW").replace("PWROW", "{y}")},
+        "text": text,
+        "hovertemplate": "%{y} on %{x}<br>%{text}<extra></extra>",
+    }
+    layout = {
+        "margin": {"l": 50, "r": 20, "t": 10, "b": 40},
+        "height": min(1600, max(250, 16 * len(matrix.addresses) + 140)),
+        "xaxis": {"type": "category", "side": "top", "tickangle": -30, "automargin": True},
+        "yaxis": {"type": "category", "autorange": "reversed", "automargin": True},
+    }
+    return figures.figure([trace], layout)
+
+
+def _status_text(value: int | None, since: datetime | None, hostname: str) -> str:
+    text = STATUS_TEXT[value]
+    if since is not None:
+        text = f"{text} since {since:%Y-%m-%d %H:%M}"
+    return f"{hostname}: {text}" if hostname else text
+
+
+# --- sweep health ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepHealth:
+    buckets: list[datetime]
+    step: timedelta  # the range's bucket, coarsened to keep at most MAX_SWEEP_POINTS points
+    sweeps: list[int]  # sweeps started in each bucket
+    seconds: list[float | None]  # mean duration of those that finished (None: none did)
+    queries: list[int]
+    unknown: list[int]  # unknown answers (timeouts, errors, error codes)
+    errors: dict[str, list[int]]  # zone -> unknown answers per bucket
+
+
+class Seconds(Func):
+    """Seconds from the first expression to the second, as a float: in SQL on both databases
+    (Django's own datetime subtraction is a Python function per row on SQLite)."""
+
+    arity = 2
+    output_field = FloatField()
+    template = "EXTRACT(EPOCH FROM (%(expressions)s))::double precision"
+    arg_joiner = " - "
+
+    def __init__(self, start: str, end: str) -> None:
+        super().__init__(end, start)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(
+            compiler,
+            connection,
+            template="((julianday(%(expressions)s)) * 86400.0)",
+            arg_joiner=") - julianday(",
+            **extra_context,
+        )
+
+
+def sweep_health(*, rng: TimeRange, pool: str | None = None) -> SweepHealth:
+    """Sweeps started in the range, per bucket: how many, how long, how many queries and
+    unknown answers (in all, and per list). With a pool: its sweeps and those of all pools."""
+    count = max(1, math.ceil((rng.end - rng.start) / rng.step))
+    factor = math.ceil(count / MAX_SWEEP_POINTS)
+    step = rng.step * factor
+    buckets = [rng.start + i * step for i in range(math.ceil(count / factor))]
+    runs = CheckRun.objects.filter(started__gte=rng.start, started__lt=rng.end)
+    if pool:
+        runs = runs.filter(Q(pool=pool) | Q(pool=""))
+
+    def index(at: datetime) -> int:
+        return min((at - rng.start) // step, len(buckets) - 1)
+
+    totals = _run_totals(runs, rng.bucket, index, len(buckets))
+    return SweepHealth(
+        buckets=buckets,
+        step=step,
+        sweeps=totals["runs"],
+        seconds=[
+            s / n if n else None for s, n in zip(totals["seconds"], totals["done"], strict=True)
+        ],
+        queries=totals["queries"],
+        unknown=totals["unknown"],
+        errors=_zone_errors(runs, rng.bucket, index, len(buckets)),
+    )
+
+
+def _run_totals(
+    runs: QuerySet, bucket: str, index: Callable[[datetime], int], size: int
+) -> dict[str, list]:
+    """Per coarse bucket: runs, finished runs, their seconds, queries, unknown answers; grouped
+    by the range's own bucket in SQL, then folded into the coarse ones."""
+    finished = Q(finished__isnull=False)
+    grouped = (
+        runs.order_by()
+        .annotate(pw_bucket=bucket_expression("started", bucket))
+        .values("pw_bucket")
+        .annotate(
+            runs=Count("pk"),
+            done=Count("pk", filter=finished),
+            seconds=Sum(Seconds("started", "finished"), filter=finished),
+            queries=Sum("queries"),
+            unknown=Sum("unknown"),
+        )
+    )
+    names = ("runs", "done", "seconds", "queries", "unknown")
+    totals: dict[str, list] = {name: [0] * size for name in names}
+    for row in grouped:
+        i = index(to_datetime(row["pw_bucket"]))
+        for name in names:
+            totals[name][i] += row[name] or 0
+    return totals
+
+
+def _zone_errors(
+    runs: QuerySet, bucket: str, index: Callable[[datetime], int], size: int
+) -> dict[str, list[int]]:
+    """Unknown answers per list and bucket, from the runs that had any (CheckRun.errors holds
+    {zone: {error kind: count}}; a plain {zone: count} is read too). Summed inside the
+    database: decoding a year of runs' JSON in Python costs more than the rest of the chart."""
+    subquery, params = runs.filter(unknown__gt=0).values("pk").query.sql_with_params()
+    sql = ZONE_ERRORS_SQL[connection.vendor].format(
+        bucket=bucket_sql("r.started", bucket), runs=subquery
+    )
+    errors: dict[str, list[int]] = defaultdict(lambda: [0] * size)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for at, zone, count in cursor.fetchall():
+            errors[zone][index(to_datetime(at))] += int(count or 0)
+    return dict(errors)
+
+
+ZONE_ERRORS_SQL = {  # every (run, zone, error kind) count; a bare {zone: n} counts as one kind
+    "postgresql": """
+        SELECT {bucket}, z.key, SUM((k.value #>> '{{}}')::bigint)
+        FROM reputation_checkrun r,
+            jsonb_each(CASE WHEN jsonb_typeof(r.errors) = 'object'
+                       THEN r.errors ELSE '{{}}'::jsonb END) z,
+            jsonb_each(CASE WHEN jsonb_typeof(z.value) = 'object'
+                       THEN z.value ELSE jsonb_build_object('n', z.value) END) k
+        WHERE r.id IN ({runs}) AND jsonb_typeof(k.value) = 'number'
+        GROUP BY 1, 2""",
+    "sqlite": """
+        SELECT {bucket}, z.key, SUM(k.value)
+        FROM reputation_checkrun r,
+            json_each(CASE WHEN json_type(r.errors) = 'object' THEN r.errors ELSE '{{}}' END) z,
+            json_each(CASE WHEN z.type = 'object' THEN z.value ELSE json_object('n', z.value) END) k
+        WHERE r.id IN ({runs}) AND k.type = 'integer'
+        GROUP BY 1, 2""",
+}
+
+
+def sweep_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
+    """Queries per bucket (bars) with the mean sweep duration (line, right axis) above, and
+    unknown answers of the ten lists with the most of them below."""
+    health = sweep_health(rng=rng, pool=pool)
+    x = [iso(at) for at in health.buckets]
+    top = sorted(health.errors.items(), key=lambda item: (-sum(item[1]), item[0]))[:TOP_ZONES]
+    data = [
+        {
+            "type": "bar",
+            "name": "queries",
+            "x": x,
+            "y": health.queries,
+            "customdata": health.sweeps,
+            "hovertemplate": "%{y} queries in %{customdata} sweeps<extra>queries</extra>",
+            "marker": {"color": COLOURS["normal"], "opacity": 0.5},
+        },
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "mean duration (s)",
+            "x": x,
+            "y": [None if s is None else round(s, 3) for s in health.seconds],
+            "yaxis": "y2",
+            "line": {"color": COLOURS["marker"]},
+        },
+        *(
+            {"type": "scatter", "mode": "lines", "name": zone, "x": x, "y": counts, "yaxis": "y3"}
+            for zone, counts in top
+        ),
+    ]
+    layout = figures.layout(
+        rng,
+        height=440,
+        margin={"l": 50, "r": 60, "t": 10, "b": 40},  # room for the seconds axis
+        yaxis={"domain": [0.4, 1], "rangemode": "tozero", "title": {"text": "queries"}},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "title": {"text": "seconds"},
+        },
+        yaxis3={
+            "domain": [0, 0.3],
+            "anchor": "x",
+            "rangemode": "tozero",
+            "title": {"text": "unknown answers"},
+        },
+    )
+    layout["xaxis"] = layout["xaxis"] | {"anchor": "y3"}  # the time axis under both panels
+    return figures.figure(data, layout)

@@ -1,0 +1,31 @@
+"""The reputation app's models, one module per capability, re-exported here for Django (and so
+that `from reputation.models import Listing` names every model in one place)."""
+
+from reputation.models.alerts import Channel, Event, KnownAddress, Notification
+from reputation.models.blocklists import (
+    AddressCheck,
+    Blocklist,
+    BlocklistEvent,
+    CheckRun,
+    ChunkDone,
+    Listing,
+    QueryUsage,
+)
+from reputation.models.spikes import DSNHourly, Spike, SpikeThreshold
+
+__all__ = [
+    "AddressCheck",
+    "Blocklist",
+    "BlocklistEvent",
+    "Channel",
+    "CheckRun",
+    "ChunkDone",
+    "DSNHourly",
+    "Event",
+    "KnownAddress",
+    "Listing",
+    "Notification",
+    "QueryUsage",
+    "Spike",
+    "SpikeThreshold",
+]

@@ -1,0 +1,260 @@
+"""Blocklists (the catalogue), check runs, the per-address state and listing history.
+
+State changes are rows: a `Listing` opens and closes, a `BlocklistEvent` records each
+transition (listing opened or closed, list misbehaving or back) for the alerts to send.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from reputation.blocklists import catalogue, dnsbl
+
+
+class Blocklist(models.Model):
+    """One DNS blocklist and how to read its answers."""
+
+    class Kind(models.TextChoices):
+        IP = dnsbl.IP, "IP addresses"
+        DOMAIN = dnsbl.DOMAIN, "Domain names (HELO / rDNS names)"
+
+    class Weight(models.TextChoices):
+        MAJOR = catalogue.MAJOR, "Major (takes normal-pool addresses out of rotation)"
+        MINOR = catalogue.MINOR, "Minor (recorded only)"
+
+    zone = models.CharField(
+        max_length=253, unique=True, help_text="The list's DNS zone, e.g. zen.spamhaus.org."
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IP)
+    enabled = models.BooleanField(default=True, help_text="Sweeps query enabled lists only.")
+    weight = models.CharField(max_length=8, choices=Weight.choices, default=Weight.MINOR)
+    ipv6 = models.BooleanField(
+        "answers for IPv6", default=False, help_text="Query IPv6 addresses (nibble format)."
+    )
+    codes = models.JSONField(
+        "return codes",
+        default=dict,
+        blank=True,
+        help_text='Meaning of each listing code, e.g. {"127.0.0.2": "SBL"}. For a bitmask list, '
+        "each code's last octet is one bit.",
+    )
+    bitmask = models.BooleanField(default=False, help_text="Codes combine bits (SURBL, URIBL).")
+    error_codes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Answers that are errors, not listings, e.g. ["127.255.255.254"] or '
+        '["127.255.255.0/24"]. They never open or close a listing.',
+    )
+    not_listing_codes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Positive answers that list nothing (e.g. a whitelist code).",
+    )
+    delist_url = models.URLField("delisting URL", blank=True)
+    max_in_flight = models.PositiveIntegerField(
+        "queries in flight", default=20, help_text="At most this many queries at once (0: any)."
+    )
+    max_qps = models.PositiveIntegerField(
+        "queries per second", default=50, help_text="At most this many per second (0: any)."
+    )
+    max_per_day = models.PositiveIntegerField(
+        "queries per day",
+        default=0,
+        help_text="Daily cap of the list's free tier (0: none). Sweeps spread their work to "
+        "stay inside it and re-check an address only when its last answer's TTL has passed.",
+    )
+    clean_to_close = models.PositiveSmallIntegerField(
+        "clean answers to close",
+        default=2,
+        help_text="A listing closes after this many consecutive clean answers.",
+    )
+    requires_key = models.BooleanField(
+        default=False, help_text="The list is queried only with an access key (DQS-style)."
+    )
+    access_key = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="Queried as <key>.<zone>. Never shown after saving, logged or exported.",
+    )
+    description = models.TextField(blank=True)
+    misbehaving = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Failed its last self-test (RFC 5782 §5): its answers are not applied.",
+    )
+    misbehaving_reason = models.CharField(max_length=300, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["zone"]
+
+    def __str__(self) -> str:
+        return self.zone
+
+    def clean(self) -> None:
+        problems = catalogue.spec_problems(catalogue.state_of(self))
+        if problems:
+            raise ValidationError(problems)
+
+    def spec(self) -> dnsbl.ListSpec:
+        return dnsbl.ListSpec(
+            zone=self.zone,
+            kind=self.kind,
+            ipv6=self.ipv6,
+            codes=dict(self.codes),
+            error_codes=tuple(self.error_codes),
+            not_listing=tuple(self.not_listing_codes),
+            bitmask=self.bitmask,
+            access_key=self.access_key,
+        )
+
+
+class CheckRun(models.Model):
+    """One sweep: when, what it covered, and what came back."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        COMMAND = "command", "check_blocklists"
+
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    pool = models.CharField(max_length=64, blank=True, help_text="Only this pool, if set.")
+    zones = models.JSONField(default=list, blank=True, help_text="Only these lists, if set.")
+    started = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+    chunks = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    addresses = models.PositiveIntegerField(default=0)
+    queries = models.PositiveIntegerField(default=0)
+    listed = models.PositiveIntegerField("listed answers", default=0)
+    clean = models.PositiveIntegerField("clean answers", default=0)
+    unknown = models.PositiveIntegerField("unknown answers", default=0)
+    deferred = models.PositiveIntegerField(
+        default=0, help_text="Lookups left for a later sweep (TTL not expired, daily cap)."
+    )
+    errors = models.JSONField(default=dict, blank=True, help_text="Unknown answers per list.")
+    misbehaving = models.JSONField(default=dict, blank=True, help_text="Lists failing self-test.")
+
+    class Meta:
+        ordering = ["-started"]
+        verbose_name = "check run"
+        indexes = [models.Index(fields=["started"])]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} {self.started:%Y-%m-%d %H:%M}"
+
+
+class ChunkDone(models.Model):
+    """A chunk of a run whose results were applied: a retried chunk applies nothing twice."""
+
+    run = models.ForeignKey(CheckRun, on_delete=models.CASCADE, related_name="chunks_applied")
+    index = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="chunkdone_key")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} chunk {self.index}"
+
+
+class AddressCheck(models.Model):
+    """The latest trusted answer for one address on one list, and the clean-answer streak."""
+
+    address = models.CharField(max_length=255)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="checks")
+    status = models.CharField(max_length=8)
+    codes = models.JSONField(default=list, blank=True)
+    clean_streak = models.PositiveIntegerField(default=0)
+    checked = models.DateTimeField()
+    fresh_until = models.DateTimeField(help_text="The answer's TTL: no re-check before.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address", "blocklist"], name="addresscheck_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} on {self.blocklist}: {self.status}"
+
+
+class Listing(models.Model):
+    """An address listed on a list from `opened` until `closed` (open while null)."""
+
+    address = models.CharField(max_length=255)
+    pool = models.CharField(max_length=64, blank=True)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="listings")
+    codes = models.JSONField(default=list)
+    meanings = models.JSONField(default=list)
+    reason = models.TextField(blank=True)
+    opened = models.DateTimeField(default=timezone.now)
+    closed = models.DateTimeField(null=True, blank=True)
+    opened_by = models.ForeignKey(
+        CheckRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_by = models.ForeignKey(
+        CheckRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-opened"]
+        indexes = [models.Index(fields=["opened"]), models.Index(fields=["address", "opened"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "blocklist"],
+                condition=Q(closed__isnull=True),
+                name="listing_one_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} on {self.blocklist}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed is None
+
+
+class BlocklistEvent(models.Model):
+    """A transition to tell admins about; `processed` is set once an alert went out."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Listing opened"
+        CLOSED = "closed", "Listing closed"
+        MISBEHAVING = "misbehaving", "List failed its self-test"
+        RECOVERED = "recovered", "List passes its self-test again"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="events")
+    address = models.CharField(max_length=255, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    processed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(
+                fields=["created"], condition=Q(processed__isnull=True), name="event_unprocessed"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.blocklist} {self.address}".strip()
+
+
+class QueryUsage(models.Model):
+    """Queries sent to one list on one day, against its daily cap."""
+
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    queries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blocklist", "day"], name="usage_key")]
+
+    def __str__(self) -> str:
+        return f"{self.blocklist} {self.day}: {self.queries}"

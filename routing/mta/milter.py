@@ -1,0 +1,229 @@
+"""The Postfix milter: per-message state in, header changes out.
+
+`MessageState` collects what the MTA shows (envelope, headers, and a body only when one is
+needed: a `multipart/report` that may be a DSN, or spamd scoring), `changes()` turns it into
+the headers to delete and add. `PoolMilter` is the thin pymilter glue: it negotiates only the
+steps used (headers without replies, body, end of message; the envelope comes from Postfix's
+macros) and skips the body when it is not needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+import Milter
+
+from routing import scores
+from routing.engine import Engine
+from routing.facts import Decision, MessageFacts
+from routing.message import MAX_READ, REPORT, build_facts, facts_from_message, normalize_address
+from routing.mta import spamd
+from routing.mta.postfix import POOL_HEADER, REASONS_HEADER, pool_header_value
+from routing.policy import PolicySnapshot
+
+logger = logging.getLogger(__name__)
+MilterError = Milter.milter.error
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+REPORT_BYTES = REPORT.encode()
+OWN_HEADERS = {POOL_HEADER.lower(): POOL_HEADER, REASONS_HEADER.lower(): REASONS_HEADER}
+
+
+@dataclass
+class MessageState:
+    """What the milter has seen of one message."""
+
+    mail_from: str | None = None
+    rcpt_to: list[str] = field(default_factory=list)
+    source: str = ""
+    headers: list[bytes] = field(default_factory=list)  # "Name: value" lines, raw
+    first: dict[str, bytes] = field(default_factory=dict)  # topmost value, by lowercase name
+    own_headers: dict[str, int] = field(default_factory=dict)  # client copies, by name
+    is_report: bool = False
+    body: list[bytes] = field(default_factory=list)
+    body_size: int = 0
+
+    def add_header(self, name: str, value: bytes) -> None:
+        key = name.lower()
+        own = OWN_HEADERS.get(key)
+        if own is not None:
+            self.own_headers[own] = self.own_headers.get(own, 0) + 1
+            return
+        self.first.setdefault(key, value)
+        if key == "content-type" and value.lstrip()[:16].lower() == REPORT_BYTES:
+            self.is_report = True
+        self.headers.append(name.encode("ascii", "replace") + b": " + value)
+
+    def get_all(self, name: str) -> list[str] | None:
+        """The topmost value of header `name` (as `scores.score_from_headers` reads it)."""
+        value = self.first.get(name.lower())
+        return None if value is None else [value.decode("utf-8", "replace")]
+
+    def add_body(self, chunk: bytes, limit: int) -> bool:
+        """Keep `chunk`; False once `limit` bytes are held (the rest is not needed)."""
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        return self.body_size < limit
+
+    def raw(self) -> bytes:
+        """The message as read: headers (without client copies of ours) and any body kept."""
+        return b"\r\n".join(self.headers) + b"\r\n\r\n" + b"".join(self.body)
+
+
+@dataclass(frozen=True)
+class Changes:
+    delete: tuple[tuple[str, int], ...]  # (header name, 1-based occurrence), last first
+    add: tuple[tuple[str, str], ...]
+    decision: Decision | None = None
+    defer: str = ""  # why the message must wait (no source address): the MTA answers 4xx
+
+
+def body_limit(state: MessageState, policy: PolicySnapshot) -> int:
+    """How many body bytes to read: 0 unless the message is a report or spamd scores it."""
+    limit = MAX_READ if state.is_report else 0
+    if policy.spamd.enabled:
+        limit = max(limit, policy.spamd.max_bytes + 1)
+    return limit
+
+
+def with_spamd_score(facts: MessageFacts, result: spamd.SpamdResult) -> MessageFacts:
+    """The facts with spamd's score when it is the higher one: a sender can raise a header
+    score (hurting only itself) but never lower the operator's verdict."""
+    if result.score is None:
+        return dataclasses.replace(facts, problems=(*facts.problems, result.problem))
+    if facts.spam_score is not None and facts.spam_score >= result.score:
+        return facts
+    return dataclasses.replace(facts, spam_score=result.score, score_source="spamd")
+
+
+def message_facts(state: MessageState, policy: PolicySnapshot) -> MessageFacts:
+    """Facts from the envelope and headers; the full parser only runs on a possible DSN."""
+    facts = header_facts(state, policy) if not state.is_report else None
+    if facts is None:
+        facts = facts_from_message(
+            state.raw(),
+            mail_from=state.mail_from,
+            rcpt_to=state.rcpt_to,
+            source=state.source,
+            trusted_headers=policy.trusted_headers,
+        )
+    if policy.spamd.enabled:
+        facts = with_spamd_score(facts, spamd.check(state.raw(), policy.spamd))
+    return facts
+
+
+def header_facts(state: MessageState, policy: PolicySnapshot) -> MessageFacts | None:
+    """The facts `facts_from_message` would find, from headers already split by the MTA
+    (the hot path: no email parser). None when the envelope sender is unknown."""
+    if state.mail_from is None:
+        return None
+    score, header, problems = scores.score_from_headers(state, policy.trusted_headers)
+    message_id = state.first.get("message-id", b"").decode("utf-8", "replace")
+    return build_facts(
+        mail_from=normalize_address(state.mail_from),
+        rcpt_to=state.rcpt_to,
+        spam_score=score,
+        score_source=header,
+        source=state.source,
+        message_id=message_id.strip()[:255],
+        size=sum(map(len, state.headers)) + 2 * len(state.headers) + 2 + state.body_size,
+        problems=problems,
+    )
+
+
+def header_changes(decision: Decision, own_headers: dict[str, int]) -> Changes:
+    """Delete every client copy of our headers, then add the decision's. Without a source
+    address the message is deferred: leaving by the default transport would be a wrong pool."""
+    if not decision.source_ip:
+        why = f"no source address in rotation in the {decision.pool} pool"
+        return Changes(delete=(), add=(), decision=decision, defer=why)
+    delete = tuple(
+        (name, index) for name, count in own_headers.items() for index in range(count, 0, -1)
+    )
+    add = (
+        (POOL_HEADER, pool_header_value(decision.pool, decision.source_ip)),
+        (REASONS_HEADER, ", ".join(decision.reasons) or "none"),
+    )
+    return Changes(delete=delete, add=add, decision=decision)
+
+
+def changes(state: MessageState, engine: Engine) -> Changes:
+    """Route the message and say which headers to delete and add."""
+    facts = message_facts(state, engine.snapshots.get())
+    return header_changes(engine.route(facts), state.own_headers)
+
+
+class PoolMilter(Milter.Base):
+    """One instance per SMTP connection (pymilter's factory). The envelope is read from
+    Postfix's macros at end of message, so no envelope callback is negotiated."""
+
+    engine: Engine  # set by serve()
+
+    def __init__(self) -> None:
+        self.state, self.limit = MessageState(), 0
+
+    @Milter.noreply
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes) -> int:
+        self.state.add_header(name, value)
+        return Milter.CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        if not self.limit:
+            self.limit = body_limit(self.state, self.engine.snapshots.get()) or -1
+        wanted = self.limit > 0 and self.state.body_size < self.limit
+        if wanted and self.state.add_body(chunk, self.limit):
+            return Milter.CONTINUE
+        return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
+
+    def eom(self) -> int:
+        state, self.state, self.limit = self.state, MessageState(), 0
+        self.read_envelope(state)
+        try:
+            result = changes(state, self.engine)
+        except Exception:  # never let a bug send mail by the wrong pool: it waits instead
+            logger.exception("routing failed; message deferred")
+            return Milter.TEMPFAIL
+        if result.defer:
+            self.setreply("451", "4.3.0", f"Poolwarden: {result.defer}, try again later")
+            return Milter.TEMPFAIL
+        for name, index in result.delete:
+            self.chgheader(name, index, "")
+        for name, value in result.add:
+            self.addheader(name, value)
+        return Milter.CONTINUE
+
+    def read_envelope(self, state: MessageState) -> None:
+        """Sender (empty for `<>`), one recipient and the SASL login, from the macros Postfix
+        sends by default (milter_mail_macros, milter_rcpt_macros)."""
+        state.mail_from = self.getsymval("{mail_addr}")
+        rcpt = self.getsymval("{rcpt_addr}")
+        state.rcpt_to = [rcpt] if rcpt else []
+        state.source = self.getsymval("{auth_authen}") or ""
+
+    def abort(self) -> int:
+        self.state, self.limit = MessageState(), 0
+        return Milter.CONTINUE
+
+
+def block_stop_signals() -> None:
+    """Call before starting any thread: libmilter's signal thread then receives SIGTERM,
+    SIGINT and SIGHUP and stops the milter, instead of the default action killing us."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def serve(engine: Engine, socket: str, *, timeout: int = 60) -> None:
+    """Run the milter on a libmilter socket spec until SIGTERM/SIGINT (libmilter's own
+    signal thread stops it; this returns and the caller flushes the engine). Threads started
+    before must have the stop signals blocked (`block_stop_signals`)."""
+    PoolMilter.engine = engine
+    Milter.factory = PoolMilter
+    if socket.startswith("unix:"):
+        # libmilter creates the socket with our umask and Postfix connects as another user:
+        # let it write; protect the socket with its directory's permissions instead.
+        os.umask(0o111)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
+    Milter.runmilter("poolwarden", socket, timeout)

@@ -1,0 +1,151 @@
+"""The Postfix policy delegation service: envelope in, `FILTER <transport>:` out (`DUNNO` for
+requests it does not handle, 4xx when the pool has no address in rotation).
+
+For sites that want only the envelope rules (a DSN by its null sender, a sender domain with no
+A/MX). The protocol (Postfix SMTPD_POLICY_README): `name=value` lines ended by an empty line,
+answered by `action=...` and an empty line, many requests per connection. Parsing and
+answering are pure functions; `PolicyServer` is a small threaded server over TCP or a unix
+socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import socketserver
+import stat
+import threading
+from collections.abc import Iterable
+
+from routing.engine import Engine
+from routing.facts import Decision
+from routing.mta.postfix import Listen, filter_action
+
+MAX_LINE = 8192
+MAX_ATTRIBUTES = 200
+DUNNO = "DUNNO"
+
+
+class ProtocolError(ValueError):
+    """The client broke the protocol (line too long, too many attributes)."""
+
+
+def parse_request(lines: Iterable[bytes]) -> dict[str, str]:
+    """The attributes of one request (its lines, without the ending empty line)."""
+    request = {}
+    for line in lines:
+        name, sep, value = line.decode("utf-8", "replace").rstrip("\r\n").partition("=")
+        if sep:
+            request[name.strip()] = value
+    return request
+
+
+def envelope(request: dict[str, str]) -> dict:
+    """The engine's envelope arguments: an empty `sender` is the null sender of a DSN."""
+    recipient = request.get("recipient", "")
+    return {
+        "mail_from": request.get("sender", ""),
+        "rcpt_to": [recipient] if recipient else [],
+        "source": request.get("sasl_username") or request.get("client_address", ""),
+    }
+
+
+def action_for(decision: Decision, nexthop: str = "") -> str:
+    """FILTER to the chosen address's transport; defer (4xx) when there is none, since the
+    default transport would be a wrong pool."""
+    if not decision.source_ip:
+        return f"451 4.3.0 Poolwarden: no source address in rotation in the {decision.pool} pool"
+    return filter_action(decision.source_ip, nexthop)
+
+
+def answer(request: dict[str, str], engine: Engine, nexthop: str = "") -> bytes:
+    """The reply to one request, ready to send."""
+    if request.get("request") != "smtpd_access_policy":
+        return reply(DUNNO)
+    _, decision = engine.route_envelope(**envelope(request))
+    return reply(action_for(decision, nexthop))
+
+
+def reply(action: str) -> bytes:
+    return f"action={action}\n\n".encode()
+
+
+def read_request(stream) -> list[bytes] | None:
+    """The lines of the next request on `stream`; None at end of stream."""
+    lines = []
+    while True:
+        line = stream.readline(MAX_LINE + 1)
+        if not line:
+            return None
+        if len(line) > MAX_LINE or len(lines) >= MAX_ATTRIBUTES:
+            raise ProtocolError("request too large")
+        if line in (b"\n", b"\r\n"):
+            return lines
+        lines.append(line)
+
+
+class Handler(socketserver.StreamRequestHandler):
+    """One persistent client connection: answer requests until it closes."""
+
+    server: PolicyServer
+
+    def handle(self) -> None:
+        try:
+            while (lines := read_request(self.rfile)) is not None:
+                request = parse_request(lines)
+                self.wfile.write(answer(request, self.server.engine, self.server.nexthop))
+                self.wfile.flush()
+        except (ProtocolError, ConnectionError):
+            return
+
+
+class PolicyServer:
+    """The service on a TCP address or a unix socket; `stop()` ends it from any thread."""
+
+    def __init__(self, listen: Listen, engine: Engine, nexthop: str = ""):
+        self.server = make_server(listen)
+        self.server.engine, self.server.nexthop = engine, nexthop
+        self.thread = threading.Thread(target=self.server.serve_forever, name="policyd")
+
+    def start(self) -> PolicyServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+        self.server.server_close()
+
+
+class TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+
+class TCP6Server(TCPServer):
+    address_family = socket.AF_INET6
+
+
+class UnixServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def server_close(self) -> None:
+        super().server_close()
+        if os.path.exists(self.server_address):
+            os.unlink(self.server_address)
+
+
+def make_server(listen: Listen) -> socketserver.BaseServer:
+    """A bound server; raises OSError when the address cannot be used."""
+    if not listen.path:
+        server_class = TCP6Server if ":" in listen.host else TCPServer
+        return server_class((listen.host, listen.port), Handler)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(listen.path).st_mode):
+            os.unlink(listen.path)  # a stale socket from an earlier run
+    server = UnixServer(listen.path, Handler)
+    os.chmod(listen.path, 0o666)  # Postfix runs as another user; guard it by the directory
+    return server

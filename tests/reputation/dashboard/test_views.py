@@ -1,0 +1,129 @@
+"""The dashboard's pages and chart data over HTTP: who may see them, and what bad filters get."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from reputation.dashboard.charts import CHARTS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def listed(db):
+    from reputation.models import Blocklist, Listing, Spike
+
+    zen = Blocklist.objects.create(zone="zen.test", weight="major")
+    Listing.objects.create(
+        address="192.0.2.1",
+        pool="normal",
+        blocklist=zen,
+        codes=["127.0.0.2"],
+        meanings=["SBL"],
+        opened=timezone.now() - timedelta(hours=3),
+    )
+    spike = Spike.objects.create(
+        dimension="all", started=timezone.now(), peak=50, baseline=2, cause="spam-attack"
+    )
+    return {"zen": zen, "spike": spike}
+
+
+def test_anonymous_visitors_are_sent_to_the_login(client):
+    """Neither the index nor chart data nor a detail page is shown without a login."""
+    for url in ("/admin/", "/admin/dashboard/charts/traffic.json", "/admin/dashboard/spike/1/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_without_a_role_gets_no_data(client, django_user_model):
+    """A staff account in neither group sees the admin index, but no dashboard and no data."""
+    user = django_user_model.objects.create_user("nobody", password="pw", is_staff=True)
+    client.force_login(user)
+    assert "pw-dashboard" not in client.get("/admin/").content.decode()
+    assert client.get("/admin/dashboard/charts/traffic.json").status_code == 403
+
+
+def test_viewer_sees_the_dashboard_with_every_chart(client, viewer, listed):
+    """The index carries the overview (the listed address) and every chart's figure."""
+    client.force_login(viewer)
+    page = client.get("/admin/").content.decode()
+    assert "192.0.2.1" in page and "zen.test" in page
+    for name in CHARTS:
+        assert f'id="pw-figure-{name}"' in page
+    assert "plotly/plotly.min.js" in page
+
+
+@pytest.mark.parametrize("name", list(CHARTS))
+def test_each_chart_answers_json_for_every_preset(client, viewer, listed, name):
+    """Every chart gives a figure with data and a layout for every preset range."""
+    client.force_login(viewer)
+    for preset in ("24h", "7d", "30d", "1y"):
+        response = client.get(f"/admin/dashboard/charts/{name}.json", {"range": preset})
+        assert response.status_code == 200, response.content
+        figure = response.json()
+        assert isinstance(figure["data"], list) and "layout" in figure
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"range": "2w"}, "Unknown time range"),
+        ({"range": "custom", "start": "2026-11-01"}, "needs its end"),
+        ({"range": "custom", "start": "yesterday", "end": "2026-11-02"}, "Not a date"),
+        ({"range": "custom", "start": "2026-11-02", "end": "2026-11-01"}, "after its start"),
+        ({"pool": "nope"}, "No pool named"),
+    ],
+)
+def test_bad_filters_get_a_json_error(client, viewer, query, message):
+    """A bad range or pool is a 400 with a message, never a traceback."""
+    client.force_login(viewer)
+    response = client.get("/admin/dashboard/charts/traffic.json", query)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_unknown_chart_is_404(client, viewer):
+    client.force_login(viewer)
+    assert client.get("/admin/dashboard/charts/nothing.json").status_code == 404
+
+
+def test_custom_range_is_accepted(client, viewer):
+    """A custom range of two dates gives a figure whose axis spans exactly those dates."""
+    client.force_login(viewer)
+    query = {"range": "custom", "start": "2026-11-01", "end": "2026-11-03"}
+    figure = client.get("/admin/dashboard/charts/traffic.json", query).json()
+    assert figure["layout"]["xaxis"]["range"] == ["2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z"]
+
+
+def test_bad_filter_on_a_page_falls_back_with_a_note(client, viewer):
+    """The index with a bad range still renders, with the default range and the error."""
+    client.force_login(viewer)
+    page = client.get("/admin/", {"range": "forever"}).content.decode()
+    assert "Unknown time range" in page and "pw-figure-traffic" in page
+
+
+def test_detail_pages_render_for_a_viewer(client, viewer, listed):
+    """Address, blocklist and spike pages show what they are about; unknown ones are 404."""
+    client.force_login(viewer)
+    address = client.get("/admin/dashboard/address/192.0.2.1/").content.decode()
+    assert "zen.test" in address and "127.0.0.2 SBL" in address
+    blocklist = client.get(f"/admin/dashboard/blocklist/{listed['zen'].pk}/").content.decode()
+    assert "192.0.2.1" in blocklist
+    spike = client.get(f"/admin/dashboard/spike/{listed['spike'].pk}/").content.decode()
+    assert "spam-attack" in spike
+    assert client.get("/admin/dashboard/address/203.0.113.9/").status_code == 404
+    assert client.get("/admin/dashboard/spike/999999/").status_code == 404
+
+
+def test_plotly_is_served_from_the_package(client):
+    """plotly.js comes from the installed plotly package, not a CDN."""
+    from reputation.dashboard.staticfinder import package_data
+
+    response = client.get("/static/plotly/plotly.min.js")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert body == (package_data() / "plotly.min.js").read_bytes()
