@@ -226,3 +226,66 @@ def test_a_scheduled_sweep_that_cannot_start_raises_an_event(catalogue, monkeypa
     event = Event.objects.get(kind="sweep-failed")
     assert "gone.test" in event.data["reason"]
 
+
+# Task names that databases and brokers hold: beat entries written by the migrations, and sweep
+# chunks queued by a sweep. Moving modules must not change them (a renamed task would leave
+# every existing installation's schedule sending a name no worker knows).
+STORED_TASK_NAMES = {
+    "reputation.sweep",
+    "reputation.detect_spikes",
+    "reputation.roll_up_dsn_counts",
+    "reputation.send_alerts",
+}
+
+
+@pytest.mark.django_db
+def test_every_scheduled_task_of_a_migrated_database_is_a_registered_task():
+    import inspect
+
+    from django_celery_beat.models import PeriodicTask
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = PeriodicTask.objects.exclude(task__startswith="celery.")
+    assert {p.task for p in scheduled} == STORED_TASK_NAMES
+    for entry in scheduled:
+        task = app.tasks[entry.task]
+        inspect.signature(task.run).bind(*json.loads(entry.args), **json.loads(entry.kwargs))
+    assert "reputation.sweep_chunk" in app.tasks  # queued by a sweep, maybe still in a broker
+
+
+BEAT_SENDS_EVERY_ENTRY = """
+import json
+from config.celery import app
+from django_celery_beat.schedulers import DatabaseScheduler
+from reputation.models import CheckRun
+
+scheduler = DatabaseScheduler(app=app, lazy=True)
+answers = {}
+for entry in scheduler.all_as_schedule().values():
+    if not entry.task.startswith("celery."):
+        entry.options["ignore_result"] = False  # only so that this script hears the answer
+        answers[entry.task] = scheduler.apply_async(entry, advance=False).get(timeout=60)
+run = CheckRun.objects.get(pk=answers["reputation.sweep"])
+print(json.dumps([answers, run.trigger, run.chunks]))
+"""
+
+
+def test_beat_entries_of_a_migrated_database_run_in_a_real_worker(site, rbldnsd, tmp_path):
+    """Every enabled entry is sent the way celery beat sends it (DatabaseScheduler.apply_async,
+    by the task name stored in the row, with the row's arguments) and a real worker runs it."""
+    doc = tmp_path / "lists.toml"
+    doc.write_text(TEST_CATALOGUE)
+    assert site.manage("config_import", str(doc), "--prune").returncode == 0
+    site.env["POOLWARDEN_NAMESERVERS"] = rbldnsd.nameserver
+    worker = start_worker(site.env, "beat-entries", quiet=True)
+    try:
+        answers, trigger, chunks = manage_json(site, BEAT_SENDS_EVERY_ENTRY)
+    finally:
+        assert stop_group(worker), "worker did not stop on SIGTERM"
+    assert set(answers) == STORED_TASK_NAMES
+    assert trigger == "schedule" and chunks >= 1
+    assert set(answers["reputation.detect_spikes"]) == {"series", "opened", "closed"}
+    assert answers["reputation.roll_up_dsn_counts"] == 0
+    assert set(answers["reputation.send_alerts"]) == {"events", "sent", "failed"}
