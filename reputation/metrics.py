@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Max, Sum
 
+from reputation.models import CheckRun, Listing, Notification, Spike
+from routing.models import PoolAddress, RoutingCount
+
 
 def line(name: str, value: float, **labels: str) -> str:
     number = f"{value:.3f}".rstrip("0").rstrip(".")  # full precision for timestamps
@@ -29,10 +32,6 @@ def gauge(name: str, help_text: str, samples: list[str]) -> list[str]:
 
 
 def render(now: datetime) -> str:
-    from reputation.models import CheckRun, Listing, Spike
-    from reputation.models.alerts import Notification
-    from routing.models import PoolAddress, RoutingCount
-
     listings = (
         Listing.objects.filter(closed__isnull=True)
         .values("pool", "blocklist__weight")

@@ -9,15 +9,30 @@ dies, and a chunk applied already is never applied twice (see listings.apply_chu
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import socket
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 
-from reputation.alerts import events
+from reputation.alerts import events, sending
 from reputation.blocklists import runs
-from reputation.models import CheckRun
+from reputation.models import CheckRun, DSNHourly
+from reputation.spikes.detection import detect
+from routing.models import (
+    AddressCount,
+    DSNCount,
+    DSNSample,
+    DSNTotal,
+    RoutingCount,
+    RoutingDaily,
+    RoutingHourly,
+    ScoreCount,
+)
 
 
 @shared_task(name="reputation.sweep")
@@ -60,10 +75,6 @@ def sweep_chunk(run_id: int, index: int, chunk: dict[str, list[str]]) -> None:
 @shared_task(name="reputation.detect_spikes")
 def detect_spikes() -> dict:
     """Judge every DSN series against its baseline; open, follow and close spikes."""
-    from django.utils import timezone
-
-    from reputation.spikes.detection import detect
-
     run = detect(timezone.now())
     return {"series": run.series, "opened": len(run.opened), "closed": len(run.closed)}
 
@@ -74,22 +85,6 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     (default 32) and DSN samples as old (the hourly tables, written with every flush, already
     hold those hours), and drop hourly rows, per-address and per-score counts older than
     POOLWARDEN_DSN_HOURLY_DAYS (default 400). Returns the minute rows expired."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from reputation.models import DSNHourly
-    from routing.models import (
-        AddressCount,
-        DSNCount,
-        DSNSample,
-        DSNTotal,
-        RoutingCount,
-        RoutingDaily,
-        RoutingHourly,
-        ScoreCount,
-    )
-
     days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
     now = timezone.now()
     cutoff = now - timedelta(days=days)
@@ -108,10 +103,5 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
 @shared_task(name="reputation.send_alerts")
 def send_alerts() -> dict:
     """Turn new events into alerts and send them (beat starts it every minute)."""
-    import os
-    import socket
-
-    from reputation.alerts import sending
-
     report = sending.run_once(worker=f"celery:{socket.gethostname()}:{os.getpid()}")
     return {"events": report.events, "sent": len(report.sent), "failed": report.failed}

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, Listing, Spike
 from reputation.models.alerts import SEVERITY_RANK, Event, KnownAddress, Severity
+from routing.models import AddressCount, Pool, RoutingCount
 
 K = Event.Kind
 BLOCKED_AT_RECEIVER = "blocked-at-receiver"
@@ -47,8 +48,6 @@ def _store(events: Iterable[Event]) -> int:
 
 
 def pool_kinds() -> dict[str, str]:
-    from routing.models import Pool
-
     return dict(Pool.objects.values_list("name", "kind"))
 
 
@@ -170,8 +169,6 @@ def _flapping(row: BlocklistEvent, opened: dt.datetime) -> bool:
 
 def address_volume(address: str, at: dt.datetime) -> int:
     """Mail routed from the address in the hours of the 24 h before `at`."""
-    from routing.models import AddressCount
-
     found = AddressCount.objects.filter(
         address=address, hour__gt=at - dt.timedelta(hours=25), hour__lte=at
     ).aggregate(total=Sum("count"))
@@ -180,8 +177,6 @@ def address_volume(address: str, at: dt.datetime) -> int:
 
 def pool_volume(pool: str, at: dt.datetime) -> int:
     """Mail routed through the pool in the 24 h before `at`."""
-    from routing.models import RoutingCount
-
     found = RoutingCount.objects.filter(
         pool=pool, minute__gt=at - dt.timedelta(hours=24), minute__lte=at
     ).aggregate(total=Sum("count"))

@@ -29,6 +29,8 @@ from reputation.models import (
     Listing,
     QueryUsage,
 )
+from routing import engine
+from routing.models import PoolAddress
 
 NONE, OPEN, CLOSE, UPDATE = "none", "open", "close", "update"
 MIN_FRESH, MAX_FRESH = 60, 86400  # bounds on how long an answer's TTL defers a re-check
@@ -230,8 +232,6 @@ def _use(outcome: SweepOutcome) -> None:
 def refresh_rotation(pools: dict[str, str]) -> int:
     """Set `listed` on the given addresses: open listing on an enabled major list, in a pool
     that takes listed addresses out. Returns how many addresses changed."""
-    from routing.models import PoolAddress
-
     listings: dict[str, list[Listing]] = {}
     major = Listing.objects.filter(
         address__in=list(pools),
@@ -258,6 +258,4 @@ def refresh_rotation(pools: dict[str, str]) -> int:
 
 
 def _routing_changed() -> None:
-    from routing import engine
-
     engine.invalidate_policy()

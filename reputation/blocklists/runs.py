@@ -21,6 +21,7 @@ from reputation.blocklists import listings
 from reputation.blocklists.sweep import SweepOutcome, sweep_work
 from reputation.blocklists.sweeper import UDPSweeper, ZoneLimits
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, QueryUsage
+from routing.models import Pool, PoolAddress
 
 CHUNK_ADDRESSES = 256
 Chunk = dict[str, list[str]]  # zone -> addresses
@@ -39,8 +40,6 @@ class RunPlan:
 def pool_addresses(pool: str | None = None) -> dict[str, str]:
     """Every address of every pool (or of `pool`), with its pool's name; and every HELO/rDNS
     name of those addresses (for the domain lists), with its pool's name."""
-    from routing.models import Pool, PoolAddress
-
     rows = PoolAddress.objects.select_related("pool").order_by("pool__name", "id")
     if pool is not None:
         if not Pool.objects.filter(name=pool).exists():

@@ -18,6 +18,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 
 from reputation.dashboard.timerange import TimeRange
+from routing.models import SettingChange
 
 COLOURS = {
     "normal": "#2f7ed8",
@@ -96,8 +97,6 @@ def shade(
 def change_markers(rng: TimeRange, *, fields: tuple[str, ...] = (), y: float = 0) -> dict:
     """A scatter trace with one marker per setting change in the range (hover: who, when,
     what, old → new). `fields` keeps only changes of those fields (e.g. spam_threshold)."""
-    from routing.models import SettingChange
-
     changes = SettingChange.objects.filter(created__gte=rng.start, created__lt=rng.end)
     if fields:
         changes = changes.filter(field__in=fields)
