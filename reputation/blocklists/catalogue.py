@@ -20,7 +20,7 @@ WEIGHTS = [MAJOR, MINOR]
 class BlocklistState:
     zone: str
     kind: str = dnsbl.IP
-    weight: str = "minor"
+    weight: str = MINOR
     enabled: bool = True
     ipv6: bool = False
     codes: dict[str, str] = field(default_factory=dict)
@@ -40,9 +40,6 @@ class BlocklistState:
 
 
 FIELDS = {f.name: f for f in fields(BlocklistState)}
-COUNTS = ("max_in_flight", "max_qps", "max_per_day", "clean_to_close")
-FLAGS = ("enabled", "ipv6", "bitmask", "requires_key")
-TEXTS = ("delist_url", "description")
 
 
 def state_of(blocklist: Any) -> BlocklistState:

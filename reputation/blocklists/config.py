@@ -10,17 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from reputation.blocklists import dnsbl
-from reputation.blocklists.catalogue import (
-    COUNTS,
-    FIELDS,
-    FLAGS,
-    TEXTS,
-    BlocklistState,
-    spec_problems,
-    state_of,
-)
+from reputation.blocklists.catalogue import FIELDS, BlocklistState, spec_problems, state_of
 from reputation.models import Blocklist
 from routing.configdoc import DocumentError, Plan, Section
+
+# How an entry's values are typed in the document (the rest are checked by spec_problems).
+COUNTS = ("max_in_flight", "max_qps", "max_per_day", "clean_to_close")
+FLAGS = ("enabled", "ipv6", "bitmask", "requires_key")
+TEXTS = ("delist_url", "description")
 
 
 class BlocklistSection(Section):
