@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from routing.configdoc import DocumentError, apply_plan, export_document, plan_document
 from routing.models import Pool, PoolAddress
+from tests.support import REPO
 
 pytestmark = pytest.mark.django_db
 
@@ -125,6 +126,16 @@ def test_export_and_import_round_trip_through_the_commands(tmp_path, site):
     assert result.returncode == 0, result.stderr
     assert "+ pool normal: range 192.0.2.0/27" in result.stdout
     assert site.manage("config_import", str(path)).stdout.strip() == "no changes"
+
+
+def test_export_to_dash_writes_stdout_and_pipes_into_import(tmp_path, site):
+    exported = site.manage("config_export", "-")
+    assert exported.returncode == 0, exported.stderr
+    assert "[[pools]]" in exported.stdout and 'name = "normal"' in exported.stdout
+    assert not (REPO / "-").exists()  # manage.py runs in the checkout
+    result = site.manage("config_import", "-", "--dry-run", input=exported.stdout)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[0] == "no changes"
 
 
 def test_every_problem_is_reported_not_only_the_first():

@@ -78,3 +78,44 @@ def test_decision_is_counted(dns_site):
         "'pool', 'source', 'count')))",
     )
     assert "('normal', 'cli-test', 1)" in result.stdout
+
+
+def test_envelope_only_never_reads_stdin(dns_site):
+    """In cron or a script stdin is a pipe that may never close: without `-` it is not read."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "route", "--mail-from", "a@both.test", "--json"],
+        cwd=REPO,
+        env=dns_site.env,
+        stdin=subprocess.PIPE,  # open, never written, never closed
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = _wait_keeping_stdin_open(proc)
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["pool"] == "normal"
+
+
+def _wait_keeping_stdin_open(proc, timeout: float = 60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "route waited on stdin without being given -"
+        time.sleep(0.05)
+    return proc.stdout.read(), proc.stderr.read()
+
+
+def test_no_file_and_no_envelope_is_a_usage_error(dns_site):
+    result = dns_site.manage("route", input="From: a@both.test\n\n")
+    assert result.returncode == 2
+    assert "give a message FILE, - for stdin, or --mail-from" in result.stderr

@@ -6,14 +6,14 @@ from routing.configdoc import export_document
 
 
 class Command(BaseCommand):
-    help = "Write the whole configuration as one TOML document (to FILE, or stdout)."
+    help = "Write the whole configuration as one TOML document (to FILE; stdout when omitted or -)."
 
     def add_arguments(self, parser):
-        parser.add_argument("file", nargs="?", help="where to write; stdout when omitted")
+        parser.add_argument("file", nargs="?", help="where to write; stdout when omitted or -")
 
     def handle(self, *args, file=None, **options):
         text = export_document()
-        if file is None:
+        if file in (None, "-"):
             self.stdout.write(text, ending="")
             return
         try:

@@ -12,7 +12,7 @@ from routing.message import MAX_READ
 class Command(BaseCommand):
     help = (
         "Decide the pool for one message: an RFC 5322 file, - for stdin, or only an envelope "
-        "(--mail-from without FILE on a terminal)."
+        "(--mail-from without FILE). Standard input is read only when FILE is -."
     )
 
     def add_arguments(self, parser):
@@ -42,12 +42,14 @@ class Command(BaseCommand):
         self.show(decision_json(facts, decision), as_json=options["json"])
 
     def read(self, file: str | None, mail_from: str | None) -> bytes | None:
-        if file is None and sys.stdin.isatty():
+        """The message named by `file`, or None for an envelope-only decision. Never reads
+        stdin unless asked with `-`: in cron or a script stdin may never end."""
+        if file is None:
             if mail_from is None:
                 raise CommandError("give a message FILE, - for stdin, or --mail-from", returncode=2)
             return None
         try:
-            if file in (None, "-"):
+            if file == "-":
                 return sys.stdin.buffer.read(MAX_READ + 1)
             with Path(file).open("rb") as handle:
                 return handle.read(MAX_READ + 1)
