@@ -129,10 +129,27 @@ def redact(url: str) -> str:
     return url
 
 
+def writable_dir(path: Path, *, why: str, variable: str = "POOLWARDEN_VAR_DIR") -> Path:
+    """`path`, created if missing; a one-line `ConfigError` naming it and the fix when this
+    user cannot create it or write in it (an empty var/ owned by root, a read-only mount)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(path, os.W_OK | os.X_OK) else "permission denied"
+    except OSError as exc:
+        problem = (exc.strerror or type(exc).__name__).lower()
+    if problem:
+        raise ConfigError(
+            f"{variable}: cannot write {path} ({problem}), needed for {why}; "
+            f"make it writable by this user, or set {variable} to a folder that is"
+        )
+    return path
+
+
 def database(name: str, default_path: Path) -> dict:
     """DATABASE_URL as a Django DATABASES entry; SQLite at `default_path` when unset."""
     url = get_str(name)
     if url is None:
+        writable_dir(default_path.parent, why="the SQLite database (DATABASE_URL unset)")
         return sqlite_config(default_path)
     checked_url(name, url, DATABASE_SCHEMES)
     config = environ.Env.db_url_config(url)

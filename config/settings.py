@@ -23,7 +23,7 @@ def _secret_key() -> str:
     # Development only: one random key per var/ directory, so sessions survive restarts.
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        env.writable_dir(VAR_DIR, why="the development SECRET_KEY (SECRET_KEY unset)")
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -110,8 +110,8 @@ STATICFILES_FINDERS = [
     "reputation.dashboard.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
 ]
 WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
-if DEBUG:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+if DEBUG:  # whitenoise warns when it is missing
+    env.writable_dir(STATIC_ROOT, why="static files", variable="STATIC_ROOT")
 
 # Email (alerts): EMAIL_URL, or Django's own EMAIL_* variables.
 EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
@@ -129,8 +129,8 @@ globals().update(env.email("EMAIL_URL"))
 _broker = env.broker("CELERY_BROKER_URL")
 if _broker is None:
     _queue = VAR_DIR / "broker"
-    (_queue / "processed").mkdir(parents=True, exist_ok=True)
-    (_queue / "control").mkdir(parents=True, exist_ok=True)
+    for _folder in ("processed", "control"):
+        env.writable_dir(_queue / _folder, why="the embedded broker (CELERY_BROKER_URL unset)")
     CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue),
@@ -140,7 +140,7 @@ if _broker is None:
         "store_processed": False,
     }
     _default_results = f"file://{VAR_DIR / 'results'}"
-    (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
+    env.writable_dir(VAR_DIR / "results", why="task results (CELERY_RESULT_BACKEND unset)")
 else:
     CELERY_BROKER_URL = _broker
     _default_results = _broker if _broker.startswith(("redis://", "rediss://")) else None

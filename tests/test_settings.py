@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,28 @@ def test_postgresql_honours_the_jit_option(monkeypatch):
     options = env.database("PW_TEST_DB", REPO)["OPTIONS"]["options"]
     with psycopg.connect(url, options=options) as conn:
         assert conn.execute("SHOW jit").fetchone()[0] == "off"
+
+
+@pytest.mark.parametrize("how", ["cannot-create", "under-a-file"])
+def test_unwritable_var_dir_is_one_line_naming_the_path(tmp_path, how):
+    if how == "under-a-file":
+        (tmp_path / "file").write_text("")
+        var = tmp_path / "file" / "var"
+    elif os.geteuid() == 0:  # root writes through permissions: use a file system that refuses
+        var = Path("/sys/poolwarden-var")
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        var = tmp_path / "ro" / "var"
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
+    env.update(POOLWARDEN_VAR_DIR=str(var), DEBUG="1")
+    for args in (["manage.py", "check"], ["-m", "celery", "-A", "config.celery", "inspect"]):
+        result = subprocess.run(
+            [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith(
+            f"poolwarden: configuration error: POOLWARDEN_VAR_DIR: cannot write {var}"
+        )
+        assert "set POOLWARDEN_VAR_DIR to a folder" in lines[0]
