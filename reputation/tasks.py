@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from reputation import schedules
 from reputation.alerts import events, sending
 from reputation.blocklists import runs
 from reputation.models import CheckRun, DSNHourly
@@ -38,9 +39,9 @@ from routing.models import (
 @shared_task(name="reputation.sweep")
 def sweep(jitter: float | None = None) -> int:
     """Plan a scheduled run and queue its chunks, each after a random delay up to `jitter`
-    seconds (POOLWARDEN_SWEEP_JITTER, default 120), so lists see the load spread."""
+    seconds (the schedule's kwargs; else the stored schedule's), so lists see the load spread."""
     if jitter is None:
-        jitter = getattr(settings, "POOLWARDEN_SWEEP_JITTER", 120)
+        jitter = schedules.sweep_schedule().jitter
     try:
         plan = runs.start_run(trigger=CheckRun.Trigger.SCHEDULE)
     except Exception as exc:  # admins hear of it (an alert), and Celery logs it

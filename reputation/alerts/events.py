@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from reputation import schedules
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, Listing, Spike
 from reputation.models.alerts import SEVERITY_RANK, Event, KnownAddress, Severity
 from routing.models import AddressCount, Pool, RoutingCount
@@ -320,9 +321,8 @@ def _from_stuck_runs(now: dt.datetime) -> int:
 
 def _from_missing_runs(now: dt.datetime) -> int:
     last = CheckRun.objects.filter(trigger=CheckRun.Trigger.SCHEDULE).order_by("-started").first()
-    gap = dt.timedelta(seconds=3 * settings.POOLWARDEN_SWEEP_INTERVAL)
-    if last is None or last.started >= now - gap:
-        return 0
+    if last is None or not schedules.sweep_schedule(now).overdue(last.started, now):
+        return 0  # the schedule as stored: an admin's 10 minutes, or a disabled sweep
     return _store(
         [
             Event(

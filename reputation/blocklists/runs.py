@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from config.env import split_nameserver
+from reputation import schedules
 from reputation.blocklists import listings
 from reputation.blocklists.sweep import SweepOutcome, sweep_work
 from reputation.blocklists.sweeper import UDPSweeper, ZoneLimits
@@ -147,7 +148,8 @@ def _allowance(blocklist: Blocklist, now: dt.datetime, *, spread: bool) -> int |
         return left
     local = timezone.localtime(now)
     midnight = (local + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    interval = getattr(settings, "POOLWARDEN_SWEEP_INTERVAL", 1800)
+    every = schedules.sweep_schedule(now).every
+    interval = every.total_seconds() if every else settings.POOLWARDEN_SWEEP_INTERVAL
     share = min(1.0, interval / max((midnight - local).total_seconds(), 1.0))
     return math.ceil(left * share)
 

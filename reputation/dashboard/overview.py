@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
+from reputation import schedules
 from reputation.alerts.events import listing_severity
 from reputation.blocklists.sweep import unknown_total
 from reputation.models import Blocklist, CheckRun, Listing, Spike
@@ -69,6 +70,7 @@ class SweepState:
 class Overview:
     pools: list[PoolState]
     last_sweep: SweepState | None
+    schedule: schedules.SweepSchedule  # as stored: what beat runs, not the environment
     open_spikes: list[Spike]
     recent_alerts: list[Event]
     recent_changes: list[SettingChange]
@@ -83,6 +85,7 @@ def overview() -> Overview:
     return Overview(
         pools=pool_states(),
         last_sweep=last_sweep(),
+        schedule=schedules.sweep_schedule(),
         open_spikes=list(Spike.objects.filter(ended=None).order_by("-started")[:20]),
         recent_alerts=list(Event.objects.order_by("-created")[:RECENT]),
         recent_changes=list(SettingChange.objects.order_by("-created", "-id")[:RECENT]),

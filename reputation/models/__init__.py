@@ -11,6 +11,7 @@ from reputation.models.blocklists import (
     Listing,
     QueryUsage,
 )
+from reputation.models.schedules import ScheduleDefault
 from reputation.models.spikes import DSNHourly, Spike, SpikeThreshold
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Listing",
     "Notification",
     "QueryUsage",
+    "ScheduleDefault",
     "Spike",
     "SpikeThreshold",
 ]

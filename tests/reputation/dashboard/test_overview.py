@@ -123,3 +123,17 @@ def test_open_spikes_recent_alerts_and_changes(pools):
     assert [e.subject for e in view.recent_alerts][:2] == ["alert 0", "alert 1"]
     assert len(view.recent_alerts) == 10 and len(view.recent_changes) == 10
     assert view.recent_changes[0].new == "1"
+
+
+def test_overview_shows_the_sweep_schedule_as_stored(client, operator):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    client.force_login(operator)
+    task = PeriodicTask.objects.get(task="reputation.sweep")
+    task.interval = IntervalSchedule.objects.create(every=2, period="hours")
+    task.save()
+    page = client.get("/admin/").content.decode()
+    assert "Scheduled every 2 hours, chunks spread over 120 s" in page
+    task.enabled = False
+    task.save()
+    assert "No scheduled sweep" in client.get("/admin/").content.decode()
