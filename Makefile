@@ -6,10 +6,7 @@ BIN     = $(VENV)/bin
 .PHONY: run test lint format bench check-python clean
 
 run: $(VENV)/.installed
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py ensure_admin
-	@echo "Poolwarden: http://$${POOLWARDEN_LISTEN:-127.0.0.1:8000}/admin/  (Ctrl-C stops web, worker and beat)"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start || test $$? -eq 130
+	$(BIN)/python manage.py run || test $$? -eq 130
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -84,7 +84,7 @@ def test_make_run_serves_admin_with_worker_and_beat_and_stops_on_ctrl_c(make_run
     assert "<title>Outbound IP reputation | Poolwarden</title>" in index
     assert "/admin/routing/pool/" in index
     assert wait_for_http(f"{base}/static/admin/css/base.css", timeout=10) == 200
-    wait_for_log(log, r"worker@\S+ ready", timeout=60)
+    wait_for_log(log, r"worker-\d+@\S+ ready", timeout=60)  # a unique name per worker
     wait_for_log(log, r"beat: Starting", timeout=60)
     answer = subprocess.run(
         [f"{REPO}/.venv/bin/python", "manage.py", "ping_worker", "--timeout", "30"],
@@ -96,6 +96,24 @@ def test_make_run_serves_admin_with_worker_and_beat_and_stops_on_ctrl_c(make_run
     )
     assert answer.returncode == 0, answer.stderr
     assert "worker answered (database sqlite3, broker filesystem)" in answer.stdout
+
+    # One instance per var/: a second `make run`, beat or worker refuses, naming the first.
+    for command, role in (
+        (["make", "--no-print-directory", "run"], "run"),
+        ([f"{REPO}/.venv/bin/celery", "-A", "config.celery", "beat"], "beat"),
+        ([f"{REPO}/.venv/bin/celery", "-A", "config.celery", "worker", "--pool=solo"], "worker"),
+    ):
+        second = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 2, (command, second.stdout, second.stderr)
+        refusal = [line for line in second.stderr.splitlines() if "another Poolwarden" in line]
+        assert len(refusal) == 1, second.stderr
+        assert (
+            f"another Poolwarden {role} is running on {env['POOLWARDEN_VAR_DIR']} (pid "
+            in (refusal[0])
+        )
+        assert "Traceback" not in second.stderr
 
     assert stop_group(proc, signal.SIGINT, timeout=20), "processes left after Ctrl-C"
     log.seek(0)
