@@ -157,3 +157,20 @@ def test_unwritable_var_dir_is_one_line_naming_the_path(tmp_path, how):
             f"poolwarden: configuration error: POOLWARDEN_VAR_DIR: cannot write {var}"
         )
         assert "set POOLWARDEN_VAR_DIR to a folder" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("WEB_THREADS", "x", "expected an integer, got 'x'"),
+        ("WEB_CONCURRENCY", "0", "expected at least 1, got '0'"),
+        ("POOLWARDEN_WORKERS", "-2", "expected at least 1, got '-2'"),
+    ],
+)
+def test_make_run_checks_the_process_counts_before_starting_anything(
+    tmp_path, variable, value, expected
+):
+    result = manage(tmp_path, "run", **{variable: value})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"poolwarden: configuration error: {variable}: {expected}"
+    assert not (tmp_path / "var" / "run.lock").exists()  # refused before taking the lock

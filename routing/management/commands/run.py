@@ -7,7 +7,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from config import instance
+from config import env, instance
+
+# Read by gunicorn and the Procfile, which would fail on a bad value with a traceback.
+PROCESS_COUNTS = {"WEB_CONCURRENCY": 2, "WEB_THREADS": 4, "POOLWARDEN_WORKERS": 4}
 
 
 class Command(BaseCommand):
@@ -17,6 +20,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        for name, default in PROCESS_COUNTS.items():
+            if env.get_int(name, default) < 1:
+                raise env.ConfigError(f"{name}: expected at least 1, got {os.environ[name]!r}")
         try:
             instance.lock(settings.VAR_DIR, "run", inheritable=True)
         except instance.AlreadyRunning as exc:
