@@ -260,6 +260,19 @@ def test_accepted_tcp_connections_do_not_wait_for_nagle(server, mta):
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
+def test_a_command_written_apart_from_its_macros_is_answered_without_a_delayed_ack(mta):
+    """Postfix writes macros and command as two segments with Nagle on: unless the milter
+    acknowledges the first at once, the second waits for Linux's 40 ms delayed ACK."""
+    mta.negotiate()
+    times = []
+    for _ in range(10):
+        started = time.monotonic()
+        mta.macros(mp.MAIL, mail_addr="a@test")
+        mta.end_of_message()
+        times.append(time.monotonic() - started)
+    assert sorted(times)[5] < 0.02, times
+
+
 def test_the_unix_socket_replaces_a_stale_one_lets_postfix_in_and_goes_at_stop(log, tmp_path):
     path = tmp_path / "milter.sock"
     stale = socket.socket(socket.AF_UNIX)
