@@ -10,7 +10,6 @@ Postfix's MTA side (src/milter/milter8.c), which speaks versions 2, 3, 4 and 6.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Iterable
 
@@ -48,14 +47,29 @@ def packet(command: bytes, data: bytes = b"") -> bytes:
     return LENGTH.pack(len(data) + 1) + command + data
 
 
-async def read_packet(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """The next (command, data); raises `asyncio.IncompleteReadError` at end of stream and
-    `ProtocolError` on a length out of bounds (without reading what it announces)."""
-    (length,) = LENGTH.unpack(await reader.readexactly(4))
-    if not 0 < length <= MAX_PACKET:
-        raise ProtocolError(f"packet length {length} out of bounds (1..{MAX_PACKET})")
-    payload = await reader.readexactly(length)
-    return payload[:1], payload[1:]
+class Packets:
+    """Splits the bytes read from the MTA into packets."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    def next(self) -> tuple[bytes, bytes] | None:
+        """The next complete (command, data), or None until more bytes come. Raises
+        `ProtocolError` on a length out of bounds, before its bytes are read."""
+        if len(self.buffer) < LENGTH.size:
+            return None
+        (length,) = LENGTH.unpack_from(self.buffer)
+        if not 0 < length <= MAX_PACKET:
+            raise ProtocolError(f"packet length {length} out of bounds (1..{MAX_PACKET})")
+        end = LENGTH.size + length
+        if len(self.buffer) < end:
+            return None
+        command, data = bytes(self.buffer[4:5]), bytes(self.buffer[5:end])
+        del self.buffer[:end]
+        return command, data
 
 
 def strings(data: bytes, count: int | None = None) -> list[bytes]:

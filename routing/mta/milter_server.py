@@ -35,11 +35,11 @@ from routing.mta.milter_protocol import (
     SKIP,
     TEMPFAIL,
     Macros,
+    Packets,
     ProtocolError,
     negotiate,
     options,
     packet,
-    read_packet,
     strings,
 )
 from routing.mta.postfix import Listen
@@ -50,6 +50,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 THREADS = 100
 REPLY_CONTINUE, REPLY_SKIP, REPLY_TEMPFAIL = packet(CONTINUE), packet(SKIP), packet(TEMPFAIL)
 QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux only
+READ_SIZE = 256 * 1024
 
 
 class Filter(Protocol):
@@ -81,7 +82,22 @@ class Session:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     async def run(self) -> None:
+        """Answer what has come, then read more (the MTA may send several packets that
+        need no reply at once: macros, headers); returns when the MTA quits or closes."""
+        packets = Packets()
         while True:
+            replies: list[bytes] = []
+            while (item := packets.next()) is not None:
+                command, data = item
+                if command == QUIT:
+                    return
+                if command == BODYEOB:
+                    replies += await self.end_of_message()
+                else:
+                    replies += self.handle(command, data)
+            if replies:
+                self.writer.write(b"".join(replies))
+                await self.writer.drain()
             if self.tcp and QUICKACK:
                 # Postfix writes a command's macros and the command itself separately, and
                 # Nagle's algorithm on its side holds the second until the first is
@@ -89,16 +105,10 @@ class Session:
                 # Linux leaves quick-ACK mode by itself, hence before every read.
                 self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             async with asyncio.timeout(self.server.timeout):
-                command, data = await read_packet(self.reader)
-            if command == QUIT:
-                return
-            if command == BODYEOB:
-                replies = await self.end_of_message()
-            else:
-                replies = self.handle(command, data)
-            if replies:
-                self.writer.write(b"".join(replies))
-                await self.writer.drain()
+                chunk = await self.reader.read(READ_SIZE)
+            if not chunk:
+                return  # the MTA closed the connection (in a packet or not: nothing to do)
+            packets.feed(chunk)
 
     def handle(self, command: bytes, data: bytes) -> list[bytes]:
         if command == OPTNEG:
@@ -187,7 +197,7 @@ class MilterServer:
         self.sessions[session] = asyncio.current_task()
         try:
             await session.run()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except ConnectionError:
             pass  # the MTA went away
         except asyncio.CancelledError:
             pass  # stop(): end quietly (3.11's stream callback logs a cancelled task as an error)

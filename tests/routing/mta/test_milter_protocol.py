@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
 
 import pytest
@@ -10,26 +9,25 @@ import pytest
 from routing.mta import milter_protocol as mp
 
 
-def read(raw: bytes) -> tuple[bytes, bytes]:
-    async def go():
-        reader = asyncio.StreamReader()
-        reader.feed_data(raw)
-        reader.feed_eof()
-        return await mp.read_packet(reader)
-
-    return asyncio.run(go())
-
-
 def test_a_packet_is_its_length_then_command_and_data():
     assert mp.packet(mp.CONTINUE) == b"\0\0\0\1c"
-    assert read(mp.packet(mp.BODY, b"chunk")) == (mp.BODY, b"chunk")
+    packets = mp.Packets()
+    stream = mp.packet(mp.HEADER, b"A\0b\0") + mp.packet(mp.BODY, b"chunk")
+    packets.feed(stream[:3])
+    assert packets.next() is None
+    packets.feed(stream[3:-1])
+    assert packets.next() == (mp.HEADER, b"A\0b\0")
+    assert packets.next() is None  # the body chunk is one byte short
+    packets.feed(stream[-1:])
+    assert packets.next() == (mp.BODY, b"chunk")
+    assert packets.next() is None and not packets.buffer
 
 
-def test_a_length_out_of_bounds_is_refused_before_reading_it():
+def test_a_length_out_of_bounds_is_refused_before_its_bytes_come():
+    packets = mp.Packets()
+    packets.feed(struct.pack(">I", mp.MAX_PACKET + 1))
     with pytest.raises(mp.ProtocolError):
-        read(struct.pack(">I", mp.MAX_PACKET + 1))
-    with pytest.raises(asyncio.IncompleteReadError):
-        read(struct.pack(">I", 10) + b"L")
+        packets.next()
 
 
 def test_negotiation_takes_the_lower_version_and_masks_steps_by_the_offer():
