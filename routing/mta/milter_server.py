@@ -68,7 +68,7 @@ class Filter(Protocol):
 
 
 class Session:
-    """One MTA connection. The MTA waits for each reply, so one packet at a time."""
+    """One MTA connection; the MTA waits for each reply before its next command."""
 
     def __init__(self, server: MilterServer, reader, writer) -> None:
         self.server, self.reader, self.writer = server, reader, writer
