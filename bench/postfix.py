@@ -4,8 +4,11 @@
     .venv/bin/python bench/postfix.py --messages 500 --sessions 10
 
 (a) messages per second through a real Postfix (its own `smtp-source` as the client, its own
-    `smtp-sink` as the receiver): bare, with Poolwarden's milter, with Poolwarden's policy
-    service; each adapter on a unix socket, as the ratio of bare throughput.
+    `smtp-sink` as the receiver): bare, with Poolwarden's milter on a unix socket and on TCP,
+    with the policy service; as the ratio of bare throughput at `--sessions` sessions, and as
+    the time added per message at one session (an SMTP transaction at a time). When `import
+    Milter` works, the same milter on pymilter/libmilter (bench/pymilter_peer.py) runs as the
+    peer, interleaved with ours.
 (b) the policy service's requests per second on persistent unix-socket connections.
 Everything stays on loopback: sender domains resolve through a test unbound on 127.0.0.1.
 Run as root (Postfix's daemons drop to user postfix).
@@ -14,6 +17,7 @@ Run as root (Postfix's daemons drop to user postfix).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -35,7 +39,17 @@ from tests.support import free_port  # noqa: E402
 WORK = Path(tempfile.mkdtemp(prefix="pw-bench-postfix-"))
 WORK.chmod(0o755)
 CPU_PER_MESSAGE: dict[str, float] = {}  # adapter process CPU seconds per message
-TARGETS = {"milter": 0.80, "policyd": 0.90, "policyd_rps": 5_000}
+TARGETS = {"milter": 0.80, "policyd": 0.90, "policyd_rps": 5_000, "added_ms": 5.0}
+PEER = importlib.util.find_spec("Milter") is not None  # pymilter, for the peer
+# variant: (adapter in Postfix, program, socket kind)
+VARIANTS = {
+    "bare": ("bare", "", ""),
+    "milter": ("milter", "milter", "unix"),
+    "milter-tcp": ("milter", "milter", "tcp"),
+    "pymilter": ("milter", "peer", "unix"),
+    "pymilter-tcp": ("milter", "peer", "tcp"),
+    "policyd": ("policyd", "policyd", "unix"),
+}
 SENDER = "bench@both.test"
 CONFIG = """\
 [[pools]]
@@ -73,18 +87,30 @@ def prepare_site(env: dict[str, str]) -> None:
     manage(env, "config_import", "--prune", str(WORK / "pools.toml"))
 
 
-def start_daemon(env: dict[str, str], command: str, path: Path, *args: str) -> subprocess.Popen:
+def start_daemon(env: dict[str, str], command: str, listen: str, *args: str) -> subprocess.Popen:
+    """`manage.py <command>` (or the pymilter peer for "peer") on `listen` (unix:/path or
+    127.0.0.1:port), once it accepts connections."""
+    program = [str(REPO / "bench" / "pymilter_peer.py")] if command == "peer" else []
+    program = program or ["manage.py", command]
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", command, "--listen", f"unix:{path}", *args],
-        cwd=REPO,
-        env=env,
+        [sys.executable, *program, "--listen", listen, *args], cwd=REPO, env=env
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
-        if path.exists():
+        if listening(listen):
             return proc
         time.sleep(0.05)
     sys.exit(f"{command} did not start")
+
+
+def listening(listen: str) -> bool:
+    if listen.startswith("unix:"):
+        return os.path.exists(listen[5:])
+    try:
+        socket.create_connection(("127.0.0.1", int(listen.rsplit(":", 1)[1])), 1).close()
+        return True
+    except OSError:
+        return False
 
 
 def stop_daemon(proc: subprocess.Popen) -> None:
@@ -127,12 +153,12 @@ def queue_size(instance: PostfixInstance) -> int:
     )
 
 
-def postfix_for(env: dict[str, str], sink_port: int, adapter: str, sock: Path | None):
+def postfix_for(env: dict[str, str], sink_port: int, adapter: str, listen: str):
     """A started Postfix: bare (adapter "bare") or configured by `postfix_config`."""
     instance = PostfixInstance(relay_port=sink_port, smtpd_port=free_port(), base=None)
     instance.configure(main="smtpd_client_connection_count_limit = 0\n")
     if adapter != "bare":
-        args = ["--adapter", adapter, f"--{adapter}", f"unix:{sock}"]
+        args = ["--adapter", adapter, f"--{adapter}", listen]
         args += ["--nexthop", f"[127.0.0.1]:{sink_port}"]
         checks = instance.base / "header_checks"
         args += ["--header-checks", str(checks)]
@@ -147,8 +173,9 @@ def postfix_for(env: dict[str, str], sink_port: int, adapter: str, sock: Path | 
     return instance
 
 
-def deliver(instance: PostfixInstance, messages: int, sessions: int) -> float:
-    """Messages per second from the first SMTP connection until the queue is empty."""
+def deliver(instance: PostfixInstance, messages: int, sessions: int) -> tuple[float, float]:
+    """(messages per second from the first SMTP connection until the queue is empty, seconds
+    per message that the SMTP client took)."""
     started = time.perf_counter()
     subprocess.run(
         [
@@ -168,21 +195,23 @@ def deliver(instance: PostfixInstance, messages: int, sessions: int) -> float:
         check=True,
         timeout=600,
     )
+    submitted = time.perf_counter()
     while queue_size(instance) > 0:
         time.sleep(0.02)
-    return messages / (time.perf_counter() - started)
+    return messages / (time.perf_counter() - started), (submitted - started) / messages
 
 
 class Variant:
-    """One Postfix (bare, or routing by an adapter on a unix socket) and its daemon."""
+    """One Postfix (bare, or routing by an adapter on a unix socket or TCP) and its daemon."""
 
-    def __init__(self, env: dict[str, str], sink_port: int, adapter: str):
-        self.adapter, self.daemon = adapter, None
-        sock = WORK / f"{adapter}.sock"
-        if adapter != "bare":
+    def __init__(self, env: dict[str, str], sink_port: int, name: str):
+        self.adapter, self.daemon = name, None
+        adapter, program, kind = VARIANTS[name]
+        listen = f"unix:{WORK / name}.sock" if kind == "unix" else f"127.0.0.1:{free_port()}"
+        if program:
             extra = ("--nexthop", f"[127.0.0.1]:{sink_port}") if adapter == "policyd" else ()
-            self.daemon = start_daemon(env, adapter, sock, *extra)
-        self.instance = postfix_for(env, sink_port, adapter, sock)
+            self.daemon = start_daemon(env, program, listen, *extra)
+        self.instance = postfix_for(env, sink_port, adapter, listen)
 
     def cpu_seconds(self) -> float:
         """User + system CPU used so far by the adapter process (0 for bare Postfix)."""
@@ -201,27 +230,52 @@ class Variant:
             stop_daemon(self.daemon)
 
 
-def postfix_rates(env, sink_port: int, messages: int, sessions: int, rounds: int) -> dict:
-    """Median msgs/s per variant over `rounds` interleaved rounds (the machine is shared and
-    CPU-bound: interleaving spreads any outside load over all variants alike)."""
-    variants = [Variant(env, sink_port, name) for name in ("bare", "milter", "policyd")]
+def variant_names() -> list[str]:
+    return [name for name, (_, program, _) in VARIANTS.items() if PEER or program != "peer"]
+
+
+def postfix_rates(env, sink_port: int, messages: int, sessions: int, rounds: int) -> tuple:
+    """Per variant, msgs/s at `sessions` sessions and SMTP seconds per message at one session,
+    over `rounds` interleaved rounds (the machine is shared and CPU-bound: interleaving spreads
+    any outside load over all variants alike)."""
+    variants = [Variant(env, sink_port, name) for name in variant_names()]
     rates: dict[str, list[float]] = {v.adapter: [] for v in variants}
+    latency: dict[str, list[float]] = {v.adapter: [] for v in variants}
     cpu = dict.fromkeys(rates, 0.0)
+    single = max(50, messages // 10)
     try:
         for variant in variants:
             deliver(variant.instance, min(200, messages), sessions)  # warm up
             variant.check_routed()
         for _ in range(rounds):
-            for variant in variants:
+            for variant in list(variants):
                 before = variant.cpu_seconds()
-                rates[variant.adapter].append(deliver(variant.instance, messages, sessions))
-                cpu[variant.adapter] += variant.cpu_seconds() - before
+                if rate := survive(variants, variant, messages, sessions):
+                    rates[variant.adapter].append(rate[0])
+                    cpu[variant.adapter] += variant.cpu_seconds() - before
+            for variant in list(variants):
+                if timing := survive(variants, variant, single, 1):
+                    latency[variant.adapter].append(timing[1])
     finally:
         for variant in variants:
             variant.stop()
-    for name in ("milter", "policyd"):
-        CPU_PER_MESSAGE[name] = cpu[name] / (messages * rounds)
-    return rates
+    for name in rates:
+        CPU_PER_MESSAGE[name] = cpu[name] / (messages * max(1, len(rates[name])))
+    return rates, latency
+
+
+def survive(variants: list, variant, messages: int, sessions: int) -> tuple | None:
+    """`deliver()`, or None when a peer's process died (it is dropped from the run)."""
+    try:
+        return deliver(variant.instance, messages, sessions)
+    except subprocess.CalledProcessError:
+        status = variant.daemon.poll() if variant.daemon else None
+        if status is None or not variant.adapter.startswith("pymilter"):
+            raise
+        print(f"warning: the {variant.adapter} peer died (exit {status}); dropped from the run")
+        variants.remove(variant)
+        variant.instance.cleanup()
+        return None
 
 
 REQUEST = (
@@ -245,7 +299,7 @@ def policy_client(path: str, count: int, index: int) -> None:
 
 def policyd_rate(env, connections: int = 4, per_connection: int = 5_000) -> float:
     sock = WORK / "policyd-rps.sock"
-    daemon = start_daemon(env, "policyd", sock)
+    daemon = start_daemon(env, "policyd", f"unix:{sock}")
     try:
         policy_client(str(sock), 200, 1)  # warm up
         clients = [
@@ -262,31 +316,53 @@ def policyd_rate(env, connections: int = 4, per_connection: int = 5_000) -> floa
         stop_daemon(daemon)
 
 
-def report(runs: dict[str, list[float]], rps: float, messages: int, sessions: int) -> None:
+def report(runs: dict, latency: dict, rps: float, messages: int, sessions: int) -> None:
+    runs = {name: values for name, values in runs.items() if values}
+    latency = {name: values for name, values in latency.items() if values}
     rates = {name: statistics.median(values) for name, values in runs.items()}
+    added = {
+        name: (statistics.median(values) - statistics.median(latency["bare"])) * 1000
+        for name, values in latency.items()
+    }
     bare = rates["bare"]
     print(
         f"\n(a) Postfix, {messages} messages of 2 KB over {sessions} sessions (smtp-source), "
-        f"median of {len(runs['bare'])} interleaved rounds"
+        f"median of {len(runs['bare'])} interleaved rounds; load average {load()}"
     )
     for name, values in runs.items():
-        print(f"    {name:8} rounds: " + ", ".join(f"{v:.0f}" for v in values))
-    print(f"    {'bare Postfix':24} {bare:8.0f} msgs/s")
-    for adapter in ("milter", "policyd"):
-        ratio = rates[adapter] / bare
-        verdict = "ok" if ratio >= TARGETS[adapter] else "BELOW TARGET"
+        print(f"    {name:13} rounds: " + ", ".join(f"{v:.0f}" for v in values))
+    print(f"    {'bare Postfix':26} {bare:8.0f} msgs/s")
+    for name in rates:
+        if name == "bare":
+            continue
+        target = TARGETS["policyd" if name == "policyd" else "milter"]
+        ratio = rates[name] / bare
+        verdict = "ok" if ratio >= target else "BELOW TARGET"
+        peer = " (peer)" if name.startswith("pymilter") else ""
         print(
-            f"    {'with Poolwarden ' + adapter:24} {rates[adapter]:8.0f} msgs/s  "
-            f"{ratio:6.1%} of bare (target >= {TARGETS[adapter]:.0%}) {verdict}; "
-            f"{CPU_PER_MESSAGE[adapter] * 1000:.2f} ms CPU/msg in the {adapter} process"
+            f"    {'with ' + name + peer:26} {rates[name]:8.0f} msgs/s  "
+            f"{ratio:6.1%} of bare (target >= {target:.0%}) {verdict}; "
+            f"{CPU_PER_MESSAGE[name] * 1000:.2f} ms CPU/msg in its process"
         )
+    print(
+        f"\n    one session: bare {statistics.median(latency['bare']) * 1000:.2f} ms per SMTP "
+        f"transaction; added per message (target <= {TARGETS['added_ms']:.0f} ms):"
+    )
+    for name in added:
+        if name != "bare":
+            verdict = "ok" if added[name] <= TARGETS["added_ms"] else "ABOVE TARGET"
+            rounds = ", ".join(f"{v * 1000:.2f}" for v in latency[name])
+            print(f"    {name:26} {added[name]:+6.2f} ms {verdict}  (rounds: {rounds} ms)")
+    if not PEER:
+        print("    (no pymilter peer: `.venv/bin/pip install pymilter` to run it too)")
     verdict = "ok" if rps >= TARGETS["policyd_rps"] else "BELOW TARGET"
     print("\n(b) policy service, 4 persistent unix-socket connections")
     print(f"    {rps:8.0f} requests/s (target >= {TARGETS['policyd_rps']:,}) {verdict}")
-    print(
-        "\nIssue's peer figures on this 2-core machine: bare ~410 msgs/s; a minimal do-nothing "
-        "pymilter 51-65% of bare; a minimal policy service 78%."
-    )
+    print(f"\nload average at the end: {load()}")
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -305,13 +381,14 @@ def main() -> None:
         with serve(WORK / "dns") as dns:
             env = site_env(dns.nameserver)
             prepare_site(env)
+            print(f"load average at the start: {load()}")
             sink = SmtpSink()
             try:
-                rates = postfix_rates(env, sink.port, **vars(options))
+                rates, latency = postfix_rates(env, sink.port, **vars(options))
             finally:
                 sink.stop()
             rps = policyd_rate(env)
-        report(rates, rps, options.messages, options.sessions)
+        report(rates, latency, rps, options.messages, options.sessions)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 

@@ -2,32 +2,51 @@
 
 `MessageState` collects what the MTA shows (envelope, headers, and a body only when one is
 needed: a `multipart/report` that may be a DSN, or spamd scoring), `changes()` turns it into
-the headers to delete and add. `PoolMilter` is the thin pymilter glue: it negotiates only the
-steps used (headers without replies, body, end of message; the envelope comes from Postfix's
-macros) and skips the body when it is not needed.
+the headers to delete and add. `PoolFilter` is the thin glue to the milter protocol
+(`milter_protocol`, served by `milter_server`, both pure Python): it negotiates only the steps
+used (headers without replies, body, end of message; the envelope comes from Postfix's macros)
+and skips the body when it is not needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import signal
 from dataclasses import dataclass, field
-
-import Milter
 
 from routing import scores
 from routing.engine import Engine
 from routing.facts import Decision, MessageFacts
 from routing.message import MAX_READ, REPORT, build_facts, facts_from_message, normalize_address
-from routing.mta import spamd
-from routing.mta.postfix import POOL_HEADER, REASONS_HEADER, pool_header_value
+from routing.mta import milter_server, spamd
+from routing.mta.milter_protocol import (
+    ADDHDRS,
+    CHGHDRS,
+    CONTINUE,
+    NOCONNECT,
+    NODATA,
+    NOEOH,
+    NOHELO,
+    NOMAIL,
+    NORCPT,
+    NOUNKNOWN,
+    NR_HDR,
+    P_SKIP,
+    TEMPFAIL,
+    Macros,
+    add_header,
+    change_header,
+    packet,
+    reply_code,
+)
+from routing.mta.milter_server import MilterServer
+from routing.mta.postfix import POOL_HEADER, REASONS_HEADER, Listen, pool_header_value
 from routing.policy import PolicySnapshot
 
 logger = logging.getLogger(__name__)
-MilterError = Milter.milter.error
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+ACTIONS = ADDHDRS | CHGHDRS  # add ours, delete client copies
+# Only headers (no reply to each), body (skipped when not needed) and end of message.
+STEPS = NOCONNECT | NOHELO | NOMAIL | NORCPT | NODATA | NOEOH | NOUNKNOWN | NR_HDR | P_SKIP
 REPORT_BYTES = REPORT.encode()
 OWN_HEADERS = {POOL_HEADER.lower(): POOL_HEADER, REASONS_HEADER.lower(): REASONS_HEADER}
 
@@ -156,74 +175,61 @@ def changes(state: MessageState, engine: Engine) -> Changes:
     return header_changes(engine.route(facts), state.own_headers)
 
 
-class PoolMilter(Milter.Base):
-    """One instance per SMTP connection (pymilter's factory). The envelope is read from
-    Postfix's macros at end of message, so no envelope callback is negotiated."""
+class PoolFilter:
+    """One per MTA connection (see `milter_server.Filter`). The envelope is read from
+    Postfix's macros at end of message, so no envelope step is negotiated."""
 
-    engine: Engine  # set by serve()
-
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.state, self.limit = MessageState(), 0
 
-    @Milter.noreply
-    @Milter.decode("bytes")
-    def header(self, name: str, value: bytes) -> int:
+    def header(self, name: str, value: bytes) -> None:
         self.state.add_header(name, value)
-        return Milter.CONTINUE
 
-    def body(self, chunk: bytes) -> int:
+    def body(self, chunk: bytes) -> bool:
         if not self.limit:
-            self.limit = body_limit(self.state, self.engine.snapshots.get()) or -1
+            # This runs in the event loop, which must never wait on the database: decide on
+            # the policy loaded last (the end of message, in a thread, refreshes it).
+            policy = self.engine.snapshots.current or PolicySnapshot()
+            self.limit = body_limit(self.state, policy) or -1
         wanted = self.limit > 0 and self.state.body_size < self.limit
-        if wanted and self.state.add_body(chunk, self.limit):
-            return Milter.CONTINUE
-        return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
+        return wanted and self.state.add_body(chunk, self.limit)
 
-    def eom(self) -> int:
+    def end_of_message(self, macros: Macros) -> list[bytes]:
         state, self.state, self.limit = self.state, MessageState(), 0
-        self.read_envelope(state)
+        read_envelope(state, macros)
         try:
             result = changes(state, self.engine)
         except Exception:  # never let a bug send mail by the wrong pool: it waits instead
             logger.exception("routing failed; message deferred")
-            return Milter.TEMPFAIL
-        if result.defer:
-            self.setreply("451", "4.3.0", f"Poolwarden: {result.defer}, try again later")
-            return Milter.TEMPFAIL
-        for name, index in result.delete:
-            self.chgheader(name, index, "")
-        for name, value in result.add:
-            self.addheader(name, value)
-        return Milter.CONTINUE
+            return [packet(TEMPFAIL)]
+        return replies(result)
 
-    def read_envelope(self, state: MessageState) -> None:
-        """Sender (empty for `<>`), one recipient and the SASL login, from the macros Postfix
-        sends by default (milter_mail_macros, milter_rcpt_macros)."""
-        state.mail_from = self.getsymval("{mail_addr}")
-        rcpt = self.getsymval("{rcpt_addr}")
-        state.rcpt_to = [rcpt] if rcpt else []
-        state.source = self.getsymval("{auth_authen}") or ""
-
-    def abort(self) -> int:
+    def abort(self) -> None:
         self.state, self.limit = MessageState(), 0
-        return Milter.CONTINUE
 
 
-def block_stop_signals() -> None:
-    """Call before starting any thread: libmilter's signal thread then receives SIGTERM,
-    SIGINT and SIGHUP and stops the milter, instead of the default action killing us."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+def read_envelope(state: MessageState, macros: Macros) -> None:
+    """Sender (empty for `<>`), one recipient and the SASL login, from the macros Postfix
+    sends by default (milter_mail_macros, milter_rcpt_macros)."""
+    state.mail_from = macros.get("{mail_addr}")
+    rcpt = macros.get("{rcpt_addr}")
+    state.rcpt_to = [rcpt] if rcpt else []
+    state.source = macros.get("{auth_authen}") or ""
 
 
-def serve(engine: Engine, socket: str, *, timeout: int = 60) -> None:
-    """Run the milter on a libmilter socket spec until SIGTERM/SIGINT (libmilter's own
-    signal thread stops it; this returns and the caller flushes the engine). Threads started
-    before must have the stop signals blocked (`block_stop_signals`)."""
-    PoolMilter.engine = engine
-    Milter.factory = PoolMilter
-    if socket.startswith("unix:"):
-        # libmilter creates the socket with our umask and Postfix connects as another user:
-        # let it write; protect the socket with its directory's permissions instead.
-        os.umask(0o111)
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
-    Milter.runmilter("poolwarden", socket, timeout)
+def replies(result: Changes) -> list[bytes]:
+    """The end-of-message packets: a 451 with the reason, or the header edits and continue."""
+    if result.defer:
+        return [reply_code("451", "4.3.0", f"Poolwarden: {result.defer}, try again later")]
+    edits = [change_header(name, index, "") for name, index in result.delete]
+    edits += [add_header(name, value) for name, value in result.add]
+    return [*edits, packet(CONTINUE)]
+
+
+def serve(engine: Engine, listen: Listen, *, timeout: float = 60) -> None:
+    """Run the milter on `listen` until SIGTERM, SIGINT or SIGHUP; the caller then flushes
+    the engine. Raises OSError when `listen` cannot be used."""
+    engine.snapshots.get()  # loaded before the first message: `body()` only reads it
+    server = MilterServer(lambda: PoolFilter(engine), actions=ACTIONS, steps=STEPS, timeout=timeout)
+    milter_server.run(server, listen)

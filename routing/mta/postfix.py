@@ -37,7 +37,8 @@ class Options:
 
 
 class ListenError(ValueError):
-    """A `--listen` value that is not inet:HOST:PORT, HOST:PORT or unix:/path."""
+    """A `--listen` value that is not inet:HOST:PORT, HOST:PORT or unix:/path (nor one of
+    libmilter's spellings)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,13 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """`inet:HOST:PORT`, `HOST:PORT` (IPv6 in brackets) or `unix:/absolute/path`."""
+    """`inet:HOST:PORT`, `HOST:PORT` (IPv6 in brackets) or `unix:/absolute/path`; also
+    libmilter's spellings `inet:PORT@HOST`, `inet6:PORT@HOST` and `local:/absolute/path`."""
+    if text.startswith("local:"):
+        text = "unix:" + text.removeprefix("local:")
+    if libmilter := re.fullmatch(r"inet6?:(\d+)@(.+)", text):
+        port, host = libmilter.groups()
+        text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if text.startswith("unix:"):
         path = text[5:]
         if not path.startswith("/"):

@@ -16,7 +16,10 @@ class Command(BaseCommand):
             "--listen", required=True, help="HOST:PORT, inet:HOST:PORT or unix:/path"
         )
         parser.add_argument(
-            "--timeout", type=int, default=60, help="seconds to wait for the MTA (libmilter)"
+            "--timeout",
+            type=int,
+            default=60,
+            help="seconds an MTA connection may stay silent before it is closed",
         )
 
     def handle(self, *args, listen: str, timeout: int, **options):
@@ -24,12 +27,11 @@ class Command(BaseCommand):
             where = parse_listen(listen)
         except ListenError as exc:
             raise CommandError(str(exc), returncode=2) from None
-        milter.block_stop_signals()
         engine = get_engine()
         engine.snapshots.get()  # fail now, not on the first message, if the policy is broken
         try:
-            milter.serve(engine, where.libmilter, timeout=timeout)
-        except milter.MilterError as exc:
-            raise CommandError(f"milter on {listen}: {exc}") from None
+            milter.serve(engine, where, timeout=timeout)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
         finally:
             stop_engine()

@@ -1,11 +1,9 @@
 """The milter one step at a time: per-message state, body needs, header changes, spamd's
-score, and the pymilter glue driven through pymilter's own test context."""
+score, and the glue driven over a real socket by a small test MTA speaking the protocol."""
 
 from __future__ import annotations
 
 import dataclasses
-import email
-import io
 import os
 import shutil
 import signal
@@ -15,10 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import Milter
 import pytest
 from django.core.management import CommandError, call_command
-from Milter import testctx
 
 from routing.counters import Counters
 from routing.dns import DomainChecker, DomainLookup, make_resolver
@@ -26,16 +22,22 @@ from routing.engine import Engine
 from routing.facts import Decision, MessageFacts
 from routing.message import MAX_READ, facts_from_message
 from routing.models import RoutingPolicy
+from routing.mta import milter_protocol as mp
 from routing.mta.milter import (
+    ACTIONS,
+    STEPS,
     MessageState,
-    PoolMilter,
+    PoolFilter,
     body_limit,
     header_changes,
     header_facts,
     with_spamd_score,
 )
+from routing.mta.milter_server import MilterServer
+from routing.mta.postfix import Listen
 from routing.mta.spamd import SpamdResult
 from routing.policy import PolicySnapshot, PoolSnapshot, SnapshotCache, SpamdSettings, load_snapshot
+from tests.milter_client import MTA, BackgroundServer, edits
 from tests.support import DSN_SAMPLES, REPO
 
 POLICY = PolicySnapshot(
@@ -51,9 +53,11 @@ def offline_engine(policy: PolicySnapshot = POLICY) -> Engine:
     checker = DomainChecker(make_resolver(["127.0.0.1:1"], timeout=0.1))
     checker.local.set("both.test", DomainLookup("both.test", True, True, 3600), 3600)
     checker.local.set("neither.test", DomainLookup("neither.test", False, False, 3600), 3600)
-    return Engine(
+    engine = Engine(
         checker=checker, snapshots=SnapshotCache(loader=lambda: policy), counters=Counters()
     )
+    engine.snapshots.get()  # as `serve()` does before the first message
+    return engine
 
 
 def decision(**changes) -> Decision:
@@ -108,12 +112,12 @@ def test_without_a_source_address_the_message_waits():
     assert changes.defer == "no source address in rotation in the risky pool"
 
 
-def test_an_empty_pool_defers_through_the_glue(ctx):
+def test_an_empty_pool_defers_with_a_451_and_the_reason():
     empty = PolicySnapshot(pools={"normal": PoolSnapshot("normal", "normal", ())})
-    PoolMilter.engine = offline_engine(empty)
-    _, eom_rc = feed(ctx, b"From: a@both.test\n\nbody\n", "a@both.test", "b@x.test")
-    assert eom_rc == Milter.TEMPFAIL
-    assert ctx._reply[:2] == ("451", "4.3.0")
+    with pool_milter(offline_engine(empty)) as mta:
+        _, replies = mta.message(b"From: a@both.test\n\nbody\n", "a@both.test", "b@x.test")
+    why = "no source address in rotation in the normal pool"
+    assert replies == [(mp.REPLYCODE, f"451 4.3.0 Poolwarden: {why}, try again later\0".encode())]
 
 
 def test_spamd_score_wins_over_a_lower_header_score():
@@ -142,61 +146,83 @@ def test_snapshot_carries_the_spamd_settings():
     assert spamd.timeout == 5.0 and spamd.max_bytes == 512 * 1024
 
 
-# --- the pymilter glue, through Milter.testctx (libmilter's calls, in order) ---------------
+# --- the glue, through the real server and a test MTA (Postfix's packets, in order) -------
+
+
+class pool_milter:
+    """The milter on a free loopback port, and one negotiated MTA connection to it."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or offline_engine()
+
+    def __enter__(self) -> MTA:
+        server = MilterServer(lambda: PoolFilter(self.engine), actions=ACTIONS, steps=STEPS)
+        self.background = BackgroundServer(server, Listen(host="127.0.0.1", port=0))
+        self.mta = MTA(self.background.address)
+        self.mta.negotiate()
+        return self.mta
+
+    def __exit__(self, *exc) -> None:
+        self.mta.close()
+        self.background.stop()
 
 
 @pytest.fixture
-def ctx():
-    PoolMilter.engine = offline_engine()
-    Milter.factory = PoolMilter
-    context = testctx.TestCtx()
-    assert context._connect() == Milter.CONTINUE
-    return context
+def engine() -> Engine:
+    return offline_engine()
 
 
-def feed(ctx: testctx.TestCtx, raw: bytes, sender: str, rcpt: str) -> tuple[int, int]:
-    """(body callback result, eom result) for one message; the envelope is in the macros
-    Postfix sends by default."""
-    ctx._msg = email.message_from_bytes(raw)
-    ctx._setsymval("{mail_addr}", sender)
-    ctx._setsymval("{rcpt_addr}", rcpt)
-    for name, value in ctx._msg.items():
-        ctx._header(name, value)
-    body = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
-    body_rc = ctx._feed_body(io.BytesIO(body))
-    return body_rc, ctx._eom()
+@pytest.fixture
+def mta(engine):
+    with pool_milter(engine) as client:
+        yield client
 
 
-def test_only_the_needed_steps_are_negotiated(ctx):
-    skipped = (Milter.P_NOCONNECT, Milter.P_NOHELO, Milter.P_NOMAIL, Milter.P_NORCPT)
-    skipped += (Milter.P_NODATA, Milter.P_NOEOH, Milter.P_NOUNKNOWN)
-    assert all(ctx._protocol & flag for flag in (*skipped, Milter.P_NR_HDR))
-    assert not ctx._protocol & (Milter.P_NOHDRS | Milter.P_NOBODY)
-    assert ctx._protocol & Milter.P_SKIP
-
-
-def test_a_plain_message_skips_its_body_and_gets_a_normal_address(ctx):
+def test_a_plain_message_skips_its_body_and_gets_a_normal_address(mta):
     raw = b"From: a@both.test\nX-Delivery-Pool: risky 198.51.100.1\nSubject: hi\n\nbody\n"
-    body_rc, eom_rc = feed(ctx, raw, "a@both.test", "b@example.test")
-    assert (body_rc, eom_rc) == (Milter.SKIP, Milter.CONTINUE)
-    pool = ctx._msg.get_all("X-Delivery-Pool")
-    assert len(pool) == 1 and pool[0] in ("normal 192.0.2.1", "normal 192.0.2.2")
-    assert ctx._msg["X-Delivery-Reasons"] == "none"
+    body_replies, replies = mta.message(raw, "a@both.test", "b@example.test")
+    assert body_replies == [(mp.SKIP, b"")]
+    delete, pool, reasons, decision = edits(replies)
+    assert delete == ("change", "X-Delivery-Pool", 1, "")
+    assert pool[:2] == ("add", "X-Delivery-Pool")
+    assert pool[2] in ("normal 192.0.2.1", "normal 192.0.2.2")
+    assert reasons == ("add", "X-Delivery-Reasons", "none")
+    assert decision == (mp.CONTINUE, b"")
 
 
-def test_a_report_body_is_read_and_routed_high_risk(ctx):
+def test_every_client_copy_is_deleted_last_first(mta):
+    raw = b"X-Delivery-Pool: a\nx-delivery-pool: b\nX-Delivery-Reasons: c\nFrom: a@both.test\n\n"
+    _, replies = mta.message(raw, "a@both.test", "b@example.test")
+    changes = [edit[1:] for edit in edits(replies) if edit[0] == "change"]
+    assert changes == [
+        ("X-Delivery-Pool", 2, ""),
+        ("X-Delivery-Pool", 1, ""),
+        ("X-Delivery-Reasons", 1, ""),
+    ]
+
+
+def test_a_report_body_is_read_and_routed_high_risk(mta, engine):
     raw = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
-    body_rc, eom_rc = feed(ctx, raw, "bounces@both.test", "alice@example.test")
-    assert (body_rc, eom_rc) == (Milter.CONTINUE, Milter.CONTINUE)
-    assert ctx._msg["X-Delivery-Pool"] == "risky 198.51.100.1"
-    assert ctx._msg["X-Delivery-Reasons"] == "dsn"
-    counted = PoolMilter.engine.counters.dsn
-    assert sum(counted.values()) >= 1  # the report's recipients were read from its body
+    body_replies, replies = mta.message(raw, "bounces@both.test", "alice@example.test", chunk=512)
+    assert len(body_replies) > 1 and {r[0] for r in body_replies} == {mp.CONTINUE}
+    assert edits(replies)[:2] == [
+        ("add", "X-Delivery-Pool", "risky 198.51.100.1"),
+        ("add", "X-Delivery-Reasons", "dsn"),
+    ]
+    assert sum(engine.counters.dsn.values()) >= 1  # the report's recipients came from its body
 
 
-def test_a_null_sender_is_a_dsn(ctx):
-    feed(ctx, b"From: MAILER-DAEMON@both.test\n\nbody\n", "", "b@example.test")
-    assert ctx._msg["X-Delivery-Reasons"] == "dsn"
+def test_a_null_sender_is_a_dsn(mta):
+    _, replies = mta.message(b"From: MAILER-DAEMON@both.test\n\nbody\n", "", "b@example.test")
+    assert ("add", "X-Delivery-Reasons", "dsn") in edits(replies)
+
+
+def test_the_sasl_login_is_the_source(mta, engine):
+    seen = []
+    engine.counters.record = lambda facts, decision: seen.append(facts.source)
+    raw = b"From: a@both.test\n\nbody\n"
+    mta.message(raw, "a@both.test", "b@example.test", auth_authen="alice")
+    assert seen == ["alice"]
 
 
 def test_header_facts_match_what_the_full_parser_finds():
@@ -216,20 +242,23 @@ def test_header_facts_match_what_the_full_parser_finds():
     assert dataclasses.replace(fast, header_from="a@both.test") == full
 
 
-def test_a_trusted_score_header_routes_high_risk(ctx):
+def test_a_trusted_score_header_routes_high_risk(mta):
     raw = b"From: a@both.test\nX-Spam-Score: 7.5\n\nbody\n"
-    feed(ctx, raw, "a@both.test", "b@example.test")
-    assert ctx._msg["X-Delivery-Reasons"] == "spam-score"
+    _, replies = mta.message(raw, "a@both.test", "b@example.test")
+    assert ("add", "X-Delivery-Reasons", "spam-score") in edits(replies)
 
 
-def test_a_routing_failure_defers_the_message(ctx):
+def test_a_routing_failure_defers_the_message(mta, engine):
     class Broken(Counters):
         def record(self, facts, decision):
             raise RuntimeError("boom")
 
-    PoolMilter.engine.counters = Broken()
-    _, eom_rc = feed(ctx, b"From: a@both.test\n\nbody\n", "a@both.test", "b@x.test")
-    assert eom_rc == Milter.TEMPFAIL
+    engine.counters = Broken()
+    _, replies = mta.message(b"From: a@both.test\n\nbody\n", "a@both.test", "b@x.test")
+    assert replies == [(mp.TEMPFAIL, b"")]
+    engine.counters = Counters()  # the connection goes on with the next message
+    _, replies = mta.message(b"From: a@both.test\n\nbody\n", "a@both.test", "b@x.test")
+    assert replies[-1] == (mp.CONTINUE, b"")
 
 
 def test_milter_command_refuses_a_bad_listen_value_with_status_2():

@@ -79,9 +79,16 @@ def test_policyd_lines_use_a_data_restriction_and_no_header_table():
 def test_listen_values_in_both_syntaxes(text, postfix, libmilter):
     listen = parse_listen(text)
     assert (listen.postfix, listen.libmilter) == (postfix, libmilter)
+    assert parse_listen(libmilter) == listen  # libmilter's spelling is accepted too
 
 
-@pytest.mark.parametrize("text", ["8891", "host:", ":8891", "h:99999", "unix:rel", "a b:1"])
+def test_libmilter_local_socket_spelling_is_a_unix_socket():
+    assert parse_listen("local:/run/pw.sock").path == "/run/pw.sock"
+
+
+@pytest.mark.parametrize(
+    "text", ["8891", "host:", ":8891", "h:99999", "unix:rel", "a b:1", "inet:x@h", "local:rel"]
+)
 def test_bad_listen_values_are_refused(text):
     with pytest.raises(ListenError):
         parse_listen(text)
