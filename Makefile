@@ -2,14 +2,21 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# Wheels only: nothing is compiled, so no compiler or -dev package is ever needed.
+PIP     = $(BIN)/python -m pip install --quiet --only-binary=:all:
 
-.PHONY: run test lint format bench check-python clean
+.PHONY: run test manage lint format bench check-python clean
 
 run: $(VENV)/.installed
 	$(BIN)/python manage.py run || test $$? -eq 130
 
 test: $(VENV)/.installed-dev
+	tests/system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Any manage.py command with the project's Python: make manage ARGS="route --mail-from a@b.example"
+manage: $(VENV)/.installed
+	$(BIN)/python manage.py $(ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -33,11 +40,11 @@ $(VENV)/bin/python: | check-python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 clean:
