@@ -1,9 +1,12 @@
 """Shared fixtures. Under POOLWARDEN_REQUIRE_ALL=1 (CI) a skipped test fails the run, so a
-missing service or package can never pass for a green suite."""
+missing service or package can never pass for a green suite; either way the summary names
+what is missing and how to install it (tests/support.py skip_missing)."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 
 import pytest
 
@@ -44,12 +47,45 @@ def engine(settings, dns_server):  # noqa: F811 - the imported fixture
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    # Runs where the test ran (an xdist worker too): the controller gets the failed report.
     outcome = yield
     report = outcome.get_result()
     if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
-        report.longrepr = f"skipped, but POOLWARDEN_REQUIRE_ALL=1 forbids skips: {reason}"
+        report.longrepr = f"{FORBIDDEN} {skip_reason(report)}"
+
+
+FORBIDDEN = "skipped, but POOLWARDEN_REQUIRE_ALL=1 forbids skips:"
+MISSING = re.compile(r"missing (\S+): .* \(install: (.+)\)$")
+
+
+def skip_reason(report) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple | list) else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming what is missing, e.g. "skipped for missing tools: unbound (12),
+    postfix (8) — install: apt-get install unbound postfix"."""
+    counts: Counter[str] = Counter()
+    installs: dict[str, str] = {}
+    stats = terminalreporter.stats
+    for report in stats.get("skipped", []) + stats.get("failed", []) + stats.get("error", []):
+        if match := MISSING.search(skip_reason(report)):
+            counts[match[1]] += 1
+            installs[match[1]] = match[2]
+    if counts:
+        groups = ", ".join(f"{group} ({n})" for group, n in counts.most_common())
+        terminalreporter.write_line(
+            f"skipped for missing tools: {groups} — install: {install_line(installs.values())}"
+        )
+
+
+def install_line(commands) -> str:
+    """The install commands, with every `apt-get install` merged into one."""
+    apt = [c.removeprefix("apt-get install ") for c in commands if c.startswith("apt-get install")]
+    other = sorted({c for c in commands if not c.startswith("apt-get install")})
+    return "; ".join(([f"apt-get install {' '.join(dict.fromkeys(apt))}"] if apt else []) + other)
 
 
 @pytest.fixture

@@ -155,8 +155,9 @@ def serve(
 @pytest.fixture(scope="session")
 def rbldnsd() -> Iterator[Rbldnsd]:
     """rbldnsd on a free 127.0.0.1 UDP port serving tests/zones/dnsbl, for the session."""
-    if not shutil.which(RBLDNSD):
-        pytest.skip("rbldnsd not installed: apt-get install rbldnsd")
+    from tests.support import require_tool
+
+    require_tool("rbldnsd", RBLDNSD, install="apt-get install rbldnsd")
     with serve() as server:
         yield server
 

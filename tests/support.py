@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,9 +11,25 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DSN_SAMPLES = REPO / "tests" / "routing" / "samples" / "dsn"  # real DSNs of real MTAs
+
+
+def skip_missing(group: str, what: str, install: str) -> NoReturn:
+    """Skip the test for a missing tool, package or service, in the one form that the
+    terminal summary of tests/conftest.py counts by `group` and answers with `install`."""
+    pytest.skip(f"missing {group}: {what} (install: {install})")
+
+
+def require_tool(group: str, *paths: str, install: str) -> None:
+    """Skip unless every executable in `paths` exists."""
+    missing = [p for p in paths if not (shutil.which(p) or Path(p).exists())]
+    if missing:
+        skip_missing(group, " and ".join(missing) + " not installed", install)
 
 
 def free_port() -> int:
