@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections import Counter
 
 import pytest
@@ -88,6 +89,24 @@ def install_line(commands) -> str:
     return "; ".join(([f"apt-get install {' '.join(dict.fromkeys(apt))}"] if apt else []) + other)
 
 
+def pytest_sessionfinish(session):
+    """Leave nothing of this process's namespace (tests/settings.py) behind."""
+    from django.conf import settings
+
+    namespace = getattr(settings, "NAMESPACE", None)
+    if namespace is None:
+        return
+    from tests.support import delete_redis_namespace
+
+    redis_urls = {settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND}
+    redis_urls.add(settings.CACHES["default"].get("LOCATION"))
+    for url in redis_urls:
+        if isinstance(url, str) and url.startswith(("redis://", "rediss://")):
+            delete_redis_namespace(url, namespace)
+    if settings.VAR_DIR == settings.OWN_VAR_DIR:
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+
+
 @pytest.fixture
 def operator(django_user_model):
     return make_staff(django_user_model, "olivia", "operators")
@@ -149,7 +168,6 @@ def site_template(tmp_path_factory):
 @pytest.fixture
 def site(site_template, tmp_path):
     """A fresh copy of the migrated site, so each test starts from the defaults."""
-    import shutil
 
     var_dir = tmp_path / "site-var"
     shutil.copytree(site_template.env["POOLWARDEN_VAR_DIR"], var_dir)

@@ -32,6 +32,30 @@ def require_tool(group: str, *paths: str, install: str) -> None:
         skip_missing(group, " and ".join(missing) + " not installed", install)
 
 
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def delete_redis_namespace(url: str, namespace: str) -> None:
+    """Delete the keys of one test namespace (tests/settings.py) from the Redis at `url`."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # the server went away: nothing left to clean
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
