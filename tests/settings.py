@@ -39,6 +39,12 @@ _REDIS = ("redis://", "rediss://")
 CACHES["default"]["KEY_PREFIX"] = NAMESPACE
 if CELERY_BROKER_URL.startswith(_REDIS):  # noqa: F405
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"{NAMESPACE}:"
+    # A task of a killed worker is requeued within a second of its visibility timeout, not
+    # ten (tests/reputation/test_tasks.py shortens that timeout to 4 s).
+    CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = 1
+elif CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
+    # Workers of tests wait for one task at a time: look for it every 0.1 s, not every 1 s.
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.1
 if (CELERY_RESULT_BACKEND or "").startswith(_REDIS):  # noqa: F405
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"{NAMESPACE}:"}
 # pytest-django appends the xdist worker (test_poolwarden_<run>_gw0); a killed run leaves

@@ -118,6 +118,10 @@ def start_worker(env: dict, name: str, *, quiet: bool = False) -> subprocess.Pop
             "worker",
             "--pool=solo",
             "--loglevel=WARNING",
+            # No waiting for (or chatting with) peers: each test's worker is alone.
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
             f"--hostname={name}-{secrets.token_hex(4)}@%h",
         ],
         cwd=REPO,
