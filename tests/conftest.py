@@ -1,9 +1,13 @@
 """Shared fixtures. Under POOLWARDEN_REQUIRE_ALL=1 (CI) a skipped test fails the run, so a
-missing service or package can never pass for a green suite."""
+missing service or package can never pass for a green suite; either way the summary names
+what is missing and how to install it (tests/support.py skip_missing)."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from collections import Counter
 
 import pytest
 
@@ -44,12 +48,63 @@ def engine(settings, dns_server):  # noqa: F811 - the imported fixture
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    # Runs where the test ran (an xdist worker too): the controller gets the failed report.
     outcome = yield
     report = outcome.get_result()
     if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
-        report.longrepr = f"skipped, but POOLWARDEN_REQUIRE_ALL=1 forbids skips: {reason}"
+        report.longrepr = f"{FORBIDDEN} {skip_reason(report)}"
+
+
+FORBIDDEN = "skipped, but POOLWARDEN_REQUIRE_ALL=1 forbids skips:"
+MISSING = re.compile(r"missing (\S+): .* \(install: (.+)\)$")
+
+
+def skip_reason(report) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple | list) else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming what is missing, e.g. "skipped for missing tools: unbound (12),
+    postfix (8) — install: apt-get install unbound postfix"."""
+    counts: Counter[str] = Counter()
+    installs: dict[str, str] = {}
+    stats = terminalreporter.stats
+    for report in stats.get("skipped", []) + stats.get("failed", []) + stats.get("error", []):
+        if match := MISSING.search(skip_reason(report)):
+            counts[match[1]] += 1
+            installs[match[1]] = match[2]
+    if counts:
+        groups = ", ".join(f"{group} ({n})" for group, n in counts.most_common())
+        terminalreporter.write_line(
+            f"skipped for missing tools: {groups} — install: {install_line(installs.values())}"
+        )
+
+
+def install_line(commands) -> str:
+    """The install commands, with every `apt-get install` merged into one."""
+    apt = [c.removeprefix("apt-get install ") for c in commands if c.startswith("apt-get install")]
+    other = sorted({c for c in commands if not c.startswith("apt-get install")})
+    return "; ".join(([f"apt-get install {' '.join(dict.fromkeys(apt))}"] if apt else []) + other)
+
+
+def pytest_sessionfinish(session):
+    """Leave nothing of this process's namespace (tests/settings.py) behind."""
+    from django.conf import settings
+
+    namespace = getattr(settings, "NAMESPACE", None)
+    if namespace is None:
+        return
+    from tests.support import delete_redis_namespace
+
+    redis_urls = {settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND}
+    redis_urls.add(settings.CACHES["default"].get("LOCATION"))
+    for url in redis_urls:
+        if isinstance(url, str) and url.startswith(("redis://", "rediss://")):
+            delete_redis_namespace(url, namespace)
+    if settings.VAR_DIR == settings.OWN_VAR_DIR:
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture
@@ -113,7 +168,6 @@ def site_template(tmp_path_factory):
 @pytest.fixture
 def site(site_template, tmp_path):
     """A fresh copy of the migrated site, so each test starts from the defaults."""
-    import shutil
 
     var_dir = tmp_path / "site-var"
     shutil.copytree(site_template.env["POOLWARDEN_VAR_DIR"], var_dir)

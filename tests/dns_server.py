@@ -9,7 +9,6 @@ loopback, and leaves its outgoing queries from 127.0.0.1.
 from __future__ import annotations
 
 import selectors
-import shutil
 import socket
 import string
 import subprocess
@@ -227,8 +226,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _require_unbound() -> None:
-    if not (shutil.which(UNBOUND) and shutil.which(UNBOUND_CONTROL)):
-        pytest.skip("unbound not installed: apt-get install unbound")
+    from tests.support import require_tool
+
+    require_tool("unbound", UNBOUND, UNBOUND_CONTROL, install="apt-get install unbound")
 
 
 @contextmanager

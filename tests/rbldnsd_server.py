@@ -78,22 +78,33 @@ class Rbldnsd:
     port: int
     zone_dir: Path
     proc: subprocess.Popen
+    log: Path
 
     @property
     def nameserver(self) -> str:
         return f"{HOST}:{self.port}"
 
     def write_zone(self, name: str, text: str) -> None:
-        """Replace zone file `name` and make rbldnsd reload it (SIGHUP), waiting until the
-        new data answers."""
+        """Replace zone file `name` and make rbldnsd reload it (SIGHUP), waiting until it
+        has (a file that already holds `text` is served as it is)."""
         path = self.zone_dir / name
+        if path.read_text() == text:
+            return
         path.write_text(text)
         path.chmod(0o644)
         # rbldnsd reloads a file whose mtime changed; make sure it did, even within a second.
         stamp = max(time.time(), path.stat().st_mtime) + 1
         os.utime(path, (stamp, stamp))
+        reloads = self._reloads()
         self.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._reloads() == reloads:
+            if time.monotonic() > deadline:
+                pytest.fail(f"rbldnsd did not reload {name}:\n{self.log.read_text()}", False)
+            time.sleep(0.01)
+
+    def _reloads(self) -> int:
+        return self.log.read_text().count("zones reloaded")
 
     def answers(self, name: str) -> bool:
         return ask(self.port, name) is not None
@@ -139,7 +150,7 @@ def serve(
         proc = _start(zone_dir, port, log, ZONES if zones is None else zones)
         try:
             _wait(proc, port, log, probe)
-            yield Rbldnsd(port, zone_dir, proc)
+            yield Rbldnsd(port, zone_dir, proc, log)
         finally:
             proc.terminate()
             try:
@@ -155,8 +166,9 @@ def serve(
 @pytest.fixture(scope="session")
 def rbldnsd() -> Iterator[Rbldnsd]:
     """rbldnsd on a free 127.0.0.1 UDP port serving tests/zones/dnsbl, for the session."""
-    if not shutil.which(RBLDNSD):
-        pytest.skip("rbldnsd not installed: apt-get install rbldnsd")
+    from tests.support import require_tool
+
+    require_tool("rbldnsd", RBLDNSD, install="apt-get install rbldnsd")
     with serve() as server:
         yield server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,9 +11,49 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DSN_SAMPLES = REPO / "tests" / "routing" / "samples" / "dsn"  # real DSNs of real MTAs
+
+
+def skip_missing(group: str, what: str, install: str) -> NoReturn:
+    """Skip the test for a missing tool, package or service, in the one form that the
+    terminal summary of tests/conftest.py counts by `group` and answers with `install`."""
+    pytest.skip(f"missing {group}: {what} (install: {install})")
+
+
+def require_tool(group: str, *paths: str, install: str) -> None:
+    """Skip unless every executable in `paths` exists."""
+    missing = [p for p in paths if not (shutil.which(p) or Path(p).exists())]
+    if missing:
+        skip_missing(group, " and ".join(missing) + " not installed", install)
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def delete_redis_namespace(url: str, namespace: str) -> None:
+    """Delete the keys of one test namespace (tests/settings.py) from the Redis at `url`."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # the server went away: nothing left to clean
+    finally:
+        client.close()
 
 
 def free_port() -> int:
@@ -77,6 +118,10 @@ def start_worker(env: dict, name: str, *, quiet: bool = False) -> subprocess.Pop
             "worker",
             "--pool=solo",
             "--loglevel=WARNING",
+            # No waiting for (or chatting with) peers: each test's worker is alone.
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
             f"--hostname={name}-{secrets.token_hex(4)}@%h",
         ],
         cwd=REPO,

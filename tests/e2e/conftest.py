@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import Site
 from tests.postfix_instance import POSTFIX, PostfixInstance, Sink
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, require_tool
 
 SPAMD = "/usr/sbin/spamd"
 
@@ -88,15 +88,14 @@ class Daemon:
         assert "Traceback" not in stderr, stderr
 
 
-def require(path: str) -> None:
-    if not Path(path).exists():
-        pytest.skip(f"{path} is not installed")
+def require(group: str, path: str) -> None:
+    require_tool(group, path, install=f"apt-get install {group}")
 
 
 @pytest.fixture(scope="module")
 def spamd():
     """A real spamd on a free loopback port, local tests only; yields the port."""
-    require(SPAMD)
+    require("spamassassin", SPAMD)
     home = Path(tempfile.mkdtemp(prefix="pw-spamd-"))
     for pre in Path("/etc/spamassassin").glob("*.pre"):  # the plugins that make a scanner
         shutil.copy(pre, home)
@@ -177,7 +176,7 @@ def policyd(mail_site, sink):
 def configured_postfix(site: Site, sink, *args: str) -> PostfixInstance:
     """A started Postfix configured from `postfix_config` output (sections main, master and,
     for the milter, header-checks)."""
-    require(POSTFIX)
+    require("postfix", POSTFIX)
     instance = PostfixInstance(relay_port=sink.port, smtpd_port=free_port())
     common = [*args, "--nexthop", f"[127.0.0.1]:{sink.port}"]
     checks = instance.base / "header_checks"

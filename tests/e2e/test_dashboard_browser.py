@@ -4,13 +4,11 @@ the live test server. Screenshots of the main pages go to test-artifacts/dashboa
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, require_tool, skip_missing
 
 # The live server needs committed data; serialized_rollback restores the migrated data (groups,
 # permissions) for each test and keeps the flush from re-creating it under new ids, which
@@ -39,9 +37,11 @@ def browser():
     """Chromium for one test. Not shared between tests: Playwright's sync API switches
     greenlets, and a session that outlives a test leaves Django's context-local connection
     without its serialized data at teardown, so the flush re-creates groups under new ids."""
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require_tool("chromium", CHROMIUM, install="apt-get install chromium")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        skip_missing("playwright", "the Python package", "pip install -e '.[dev]'")
     from django.db import connections
 
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are

@@ -44,7 +44,14 @@ def make_run(tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
+        if k
+        not in (
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "CELERY_RESULT_BACKEND",
+            "CACHE_URL",
+            "DJANGO_SETTINGS_MODULE",  # the product's own settings, not the suite's
+        )
         and not k.startswith("MAKE")
     }
     env |= {

@@ -4,16 +4,23 @@ worker runs a whole scheduled sweep end to end."""
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import signal
 import time
 
 import pytest
+from django.conf import settings
 
 from reputation import tasks
 from reputation.blocklists import runs
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, ChunkDone, Listing
-from tests.support import start_worker, stop_group
+from tests.support import (
+    delete_redis_namespace,
+    redis_answers,
+    skip_missing,
+    start_worker,
+    stop_group,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +129,41 @@ def manage_json(site, code: str) -> object:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+WAIT = """
+import json, time
+from reputation.models import CheckRun, ChunkDone, Listing
+deadline = time.monotonic() + {timeout}
+while True:
+    run = CheckRun.objects.first()
+    value = {value}
+    if run and run.finished or time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+print(json.dumps(value))
+"""
+LISTED = "sorted(Listing.objects.values_list('address', flat=True))"
+
+
+def when_swept(site, value: str, timeout: float = 90) -> object:
+    """`value` (an expression of `run`, the first CheckRun) once that run has finished or
+    `timeout` has passed: one process that polls, not one per poll."""
+    return manage_json(site, WAIT.format(timeout=timeout, value=value))
+
+
+def wait_for_unacked(url: str, task: str, timeout: float = 30) -> None:
+    """Until a message of `task` is delivered to a worker and not yet acknowledged."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = client.hvals(f"{settings.NAMESPACE}:unacked")
+        if any(json.loads(m)[0]["headers"]["task"] == task for m in held):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no worker took a {task} within {timeout} s")
+
+
 def test_real_worker_runs_a_scheduled_sweep_end_to_end(site, rbldnsd, tmp_path):
     doc = tmp_path / "lists.toml"
     doc.write_text(TEST_CATALOGUE)
@@ -133,17 +175,7 @@ def test_real_worker_runs_a_scheduled_sweep_end_to_end(site, rbldnsd, tmp_path):
             "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
         )
         assert done.returncode == 0, done.stderr
-        query = (
-            "import json; from reputation.models import CheckRun, Listing; "
-            "r = CheckRun.objects.first(); "
-            "print(json.dumps([r and r.finished is not None, sorted(Listing.objects"
-            ".values_list('address', flat=True))]))"
-        )
-        deadline = time.monotonic() + 90
-        finished, listed = False, []
-        while time.monotonic() < deadline and not finished:
-            time.sleep(1)
-            finished, listed = manage_json(site, query)
+        finished, listed = when_swept(site, f"[bool(run and run.finished), {LISTED}]")
         assert finished, "the worker did not finish the sweep"
         assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
     finally:
@@ -162,18 +194,31 @@ max_qps = 0
 )
 
 
-@pytest.mark.integration
-def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rbldnsd, tmp_path):
+@pytest.fixture
+def redis_broker():
+    """The suite's Redis broker, or the local Redis; the keys of this test's processes are in
+    the test's namespace (tests/settings.py), deleted afterwards."""
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        url = "redis://127.0.0.1:6379/0"
+    if not redis_answers(url):
+        skip_missing("redis", f"nothing answers at {url}", "apt-get install redis-server")
+    yield url
+    delete_redis_namespace(url, settings.NAMESPACE)
+
+
+def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
+    site, rbldnsd, redis_broker, tmp_path
+):
     """SIGKILL the worker while it sweeps a chunk (silent.test keeps it busy for seconds):
     the unacknowledged chunk comes back from Redis to a new worker and is applied once."""
     doc = tmp_path / "lists.toml"
     doc.write_text(KILL_CATALOGUE)
     assert site.manage("config_import", str(doc), "--prune").returncode == 0
-    db = 8 + secrets.randbelow(7)
     site.env |= {
         "POOLWARDEN_NAMESERVERS": rbldnsd.nameserver,
-        "POOLWARDEN_DNS_TIMEOUT": "6",  # silent.test: 3 attempts of 2 s per query
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{db}",
+        "POOLWARDEN_DNS_TIMEOUT": "3",  # silent.test: attempts of 1, 2 and 3 s per query
+        "CELERY_BROKER_URL": redis_broker,
         "CELERY_VISIBILITY_TIMEOUT": "4",
     }
     first = start_worker(site.env, "doomed", quiet=True)
@@ -182,30 +227,15 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(site, rb
             "shell", "-c", "from reputation.tasks import sweep; sweep.delay(jitter=0)"
         )
         assert done.returncode == 0, done.stderr
-        started = (
-            "import json; from reputation.models import CheckRun; print(json.dumps("
-            "CheckRun.objects.exists()))"
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not manage_json(site, started):
-            time.sleep(0.5)
-        time.sleep(2)  # the chunk is being swept now: silent.test takes 6 s
+        wait_for_unacked(redis_broker, "reputation.sweep_chunk")
+        time.sleep(1)  # the worker is sweeping the chunk now: silent.test keeps it 6 s
     finally:
         stop_group(first, signal.SIGKILL, timeout=10)
-    query = (
-        "import json; from reputation.models import CheckRun, ChunkDone, Listing; "
-        "r = CheckRun.objects.get(); "
-        "print(json.dumps([r.finished is not None, ChunkDone.objects.count(), sorted(Listing"
-        ".objects.values_list('address', flat=True))]))"
-    )
-    assert manage_json(site, query)[0] is False  # killed before it finished
+    assert when_swept(site, "bool(run.finished)", timeout=0) is False  # killed mid-chunk
     second = start_worker(site.env, "heir", quiet=True)
     try:
-        deadline = time.monotonic() + 90
-        finished, chunks, listed = False, 0, []
-        while time.monotonic() < deadline and not finished:
-            time.sleep(1)
-            finished, chunks, listed = manage_json(site, query)
+        value = f"[bool(run.finished), ChunkDone.objects.count(), {LISTED}]"
+        finished, chunks, listed = when_swept(site, value)
         assert finished, "the chunk of the killed worker never came back"
         assert chunks == 1
         assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]

@@ -28,19 +28,22 @@ class Command(BaseCommand):
         except ListenError as exc:
             raise CommandError(str(exc), returncode=2) from None
         engine = get_engine()
+        stop = stop_signal()
         try:
             engine.snapshots.get()
             server = PolicyServer(where, engine, nexthop).start()
         except OSError as exc:
             stop_engine()
             raise CommandError(f"cannot listen on {listen}: {exc.strerror}") from None
-        wait_for_stop_signal()
+        stop.wait()
         server.stop()
         stop_engine()
 
 
-def wait_for_stop_signal() -> None:
+def stop_signal() -> threading.Event:
+    """An event that SIGTERM or SIGINT sets. Installed before the socket exists, so a
+    supervisor that signals as soon as it sees the socket still gets a clean stop."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    return stop
