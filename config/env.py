@@ -44,14 +44,17 @@ def get_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected a boolean (1/0, true/false, yes/no), got {value!r}")
 
 
-def get_int(name: str, default: int) -> int:
+def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = get_str(name)
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name}: expected at least {minimum}, got {value!r}")
+    return number
 
 
 def get_float(name: str, default: float) -> float:

@@ -167,8 +167,8 @@ POOLWARDEN_API_MAX_BYTES = env.get_int("POOLWARDEN_API_MAX_BYTES", 10 * 1024 * 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = POOLWARDEN_API_MAX_BYTES
 # Blocklist sweeps: queries in flight per sweep, seconds between scheduled sweeps, chunk delay.
 POOLWARDEN_DNSBL_WINDOW = env.get_int("POOLWARDEN_DNSBL_WINDOW", 100)
-POOLWARDEN_SWEEP_INTERVAL = env.get_int("POOLWARDEN_SWEEP_INTERVAL", 1800)
-POOLWARDEN_SWEEP_JITTER = env.get_int("POOLWARDEN_SWEEP_JITTER", 120)
+POOLWARDEN_SWEEP_INTERVAL = env.get_int("POOLWARDEN_SWEEP_INTERVAL", 1800, minimum=1)
+POOLWARDEN_SWEEP_JITTER = env.get_int("POOLWARDEN_SWEEP_JITTER", 120, minimum=0)
 # DSN history: per-minute counts kept this many days (detection compares up to 31 days back),
 # then rolled up into hourly counts kept this many days.
 POOLWARDEN_DSN_MINUTE_DAYS = env.get_int("POOLWARDEN_DSN_MINUTE_DAYS", 32)

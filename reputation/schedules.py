@@ -24,6 +24,7 @@ from django.utils import timezone
 
 SWEEP = "Blocklist sweep"
 PERIODS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
+SECONDS = {**dict(PERIODS), "microseconds": 1e-6}  # every period IntervalSchedule knows
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,6 @@ def sync(apps=None, *, now: dt.datetime | None = None) -> list[str]:
     now = now or timezone.now()
     lines = []
     for default in defaults():
-        if default.seconds <= 0:
-            lines.append(f"{default.name}: interval {default.seconds} s is not positive; kept")
-            continue
         record = ScheduleDefault.objects.filter(name=default.name).first()
         applied = None if record is None else record.applied
         task = PeriodicTask.objects.filter(name=default.name).first()
@@ -149,8 +147,12 @@ def stored_value(task) -> dict | None:
     """A stored interval task as a `Default.value()`, to compare; None for other kinds."""
     if task.interval_id is None:
         return None
-    size = dict(PERIODS).get(task.interval.period, 1)
-    return {"seconds": task.interval.every * size, "kwargs": json.loads(task.kwargs or "{}")}
+    return {"seconds": interval_seconds(task.interval), "kwargs": json.loads(task.kwargs or "{}")}
+
+
+def interval_seconds(interval) -> float:
+    """A django-celery-beat IntervalSchedule in seconds."""
+    return interval.every * SECONDS[interval.period]
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def sweep_schedule(now: dt.datetime | None = None) -> SweepSchedule:
 def _period(task, now: dt.datetime) -> dt.timedelta | None:
     """Time between two runs: the interval, or the gap between a crontab's next two runs."""
     if task.interval is not None:
-        return dt.timedelta(seconds=task.interval.every * dict(PERIODS)[task.interval.period])
+        return dt.timedelta(seconds=interval_seconds(task.interval))
     if task.crontab is not None:
         schedule = task.crontab.schedule
 

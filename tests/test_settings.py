@@ -41,6 +41,8 @@ def manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
         ("EMAIL_URL", "smtp://u:pw@h:nope", "cannot parse"),
         ("DEBUG", "perhaps", "expected a boolean"),
         ("EMAIL_PORT", "twenty-five", "expected an integer"),
+        ("POOLWARDEN_SWEEP_INTERVAL", "0", "expected at least 1, got '0'"),
+        ("POOLWARDEN_SWEEP_JITTER", "-5", "expected at least 0, got '-5'"),
     ],
 )
 def test_bad_variable_stops_startup_with_one_line(tmp_path, variable, value, expected):

@@ -99,6 +99,15 @@ def test_interval_is_shown_in_the_largest_whole_period():
     assert schedules.as_interval(172800) == (2, "days")
 
 
+def test_every_period_of_an_interval_schedule_converts_to_seconds():
+    for every, period, seconds in (
+        (3, "days", 259200),
+        (2, "hours", 7200),
+        (500, "microseconds", 0.0005),
+    ):
+        assert schedules.interval_seconds(IntervalSchedule(every=every, period=period)) == seconds
+
+
 def missing_sweep_alerts(last_started_ago: dt.timedelta) -> list[str]:
     now = timezone.now()
     CheckRun.objects.all().delete()

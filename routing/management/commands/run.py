@@ -21,8 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for name, default in PROCESS_COUNTS.items():
-            if env.get_int(name, default) < 1:
-                raise env.ConfigError(f"{name}: expected at least 1, got {os.environ[name]!r}")
+            env.get_int(name, default, minimum=1)
         try:
             instance.lock(settings.VAR_DIR, "run", inheritable=True)
         except instance.AlreadyRunning as exc:
