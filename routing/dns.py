@@ -9,6 +9,7 @@ only briefly.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -54,6 +55,7 @@ class _Answer:
         self.found, self.ttl, self.error, self.nxdomain = found, ttl, error, nxdomain
 
 
+@functools.lru_cache(maxsize=4096)  # the same sender domains come again and again
 def idna_name(text: str) -> str:
     """`text` as a lowercase IDNA domain name without the root dot; ValueError saying why
     when it is not a valid name of at least two labels."""
@@ -169,6 +171,10 @@ class DomainChecker:
         self.local = LRUCache(size, clock)
         self.shared = shared
         self.lookups = 0  # DNS lookups made (cache misses), for tests and metrics
+
+    def cached(self, domain: str) -> DomainLookup | None:
+        """The answer held in this process, without I/O; None when it would take a lookup."""
+        return self.local.get(domain)
 
     def check(self, domain: str) -> DomainLookup:
         cached = self.local.get(domain)

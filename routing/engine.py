@@ -27,6 +27,21 @@ class Engine:
         self.counters.record(facts, decision)
         return decision
 
+    def route_now(self, facts: MessageFacts) -> Decision | None:
+        """The decision when it needs no I/O (a policy that is not due for reload, a sender
+        domain in this process's cache), else None: for event loops that must not block."""
+        policy = self.snapshots.fresh()
+        if policy is None:
+            return None
+        lookup = None
+        if facts.sender_domain:
+            lookup = self.checker.cached(facts.sender_domain)
+            if lookup is None:
+                return None
+        decision = classify.decide(facts, policy, lookup)
+        self.counters.record(facts, decision)
+        return decision
+
     def route_message(self, raw: bytes, **envelope) -> tuple[MessageFacts, Decision]:
         trusted = self.snapshots.get().trusted_headers
         facts = facts_from_message(raw, trusted_headers=trusted, **envelope)

@@ -110,6 +110,12 @@ class SnapshotCache:
                 self.reload()
         return self.current
 
+    def fresh(self) -> PolicySnapshot | None:
+        """The current snapshot when it is not due for reload (no I/O), else None."""
+        if self.clock() - self.loaded_at < self.refresh:
+            return self.current
+        return None
+
     def reload(self) -> None:
         try:
             self.current = self.loader()

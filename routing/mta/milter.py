@@ -195,6 +195,27 @@ class PoolFilter:
         wanted = self.limit > 0 and self.state.body_size < self.limit
         return wanted and self.state.add_body(chunk, self.limit)
 
+    def end_of_message_now(self, macros: Macros) -> list[bytes] | None:
+        """The replies when routing needs no I/O (the common case: a policy loaded, the
+        sender domain cached, no spamd, not a report to parse), else None and nothing is
+        consumed: the server then calls `end_of_message` in a thread."""
+        policy = self.engine.snapshots.fresh()
+        if policy is None or policy.spamd.enabled or self.state.is_report:
+            return None
+        state = self.state
+        read_envelope(state, macros)
+        try:
+            facts = header_facts(state, policy)
+            decision = self.engine.route_now(facts) if facts is not None else None
+        except Exception:  # never let a bug send mail by the wrong pool: it waits instead
+            logger.exception("routing failed; message deferred")
+            self.state, self.limit = MessageState(), 0
+            return [packet(TEMPFAIL)]
+        if decision is None:
+            return None
+        self.state, self.limit = MessageState(), 0
+        return replies(header_changes(decision, state.own_headers))
+
     def end_of_message(self, macros: Macros) -> list[bytes]:
         state, self.state, self.limit = self.state, MessageState(), 0
         read_envelope(state, macros)

@@ -52,6 +52,7 @@ class Packets:
 
     def __init__(self) -> None:
         self.buffer = bytearray()
+        self.start = 0  # where the next packet begins (consumed bytes are dropped in bulk)
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -59,16 +60,23 @@ class Packets:
     def next(self) -> tuple[bytes, bytes] | None:
         """The next complete (command, data), or None until more bytes come. Raises
         `ProtocolError` on a length out of bounds, before its bytes are read."""
-        if len(self.buffer) < LENGTH.size:
+        start, buffer = self.start, self.buffer
+        if len(buffer) - start < LENGTH.size:
             return None
-        (length,) = LENGTH.unpack_from(self.buffer)
+        (length,) = LENGTH.unpack_from(buffer, start)
         if not 0 < length <= MAX_PACKET:
             raise ProtocolError(f"packet length {length} out of bounds (1..{MAX_PACKET})")
-        end = LENGTH.size + length
-        if len(self.buffer) < end:
+        end = start + LENGTH.size + length
+        if len(buffer) < end:
+            if start:  # keep only the incomplete packet
+                del buffer[:start]
+                self.start = 0
             return None
-        command, data = bytes(self.buffer[4:5]), bytes(self.buffer[5:end])
-        del self.buffer[:end]
+        command, data = bytes(buffer[start + 4 : start + 5]), bytes(buffer[start + 5 : end])
+        if end == len(buffer):
+            self.buffer, self.start = bytearray(), 0
+        else:
+            self.start = end
         return command, data
 
 
@@ -132,19 +140,20 @@ class Macros:
         self.by_command: dict[bytes, dict[bytes, bytes]] = {}
 
     def define(self, data: bytes) -> None:
-        """A MACRO packet: the command it belongs to, then name/value pairs."""
+        """A MACRO packet: the command it belongs to, then name/value pairs. Names are kept
+        without braces, so `{i}` and `i` are one."""
         pairs = strings(data[1:]) if data else [b""]
         if len(pairs) % 2:
             raise ProtocolError("MACRO without a command or with a name missing its value")
-        self.by_command[data[:1]] = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        names = [name.strip(b"{}") for name in pairs[::2]]
+        self.by_command[data[:1]] = dict(zip(names, pairs[1::2], strict=True))
 
     def get(self, name: str) -> str | None:
         """The value of `{name}` (or of a one-letter `i`, either spelling), or None."""
-        keys = {name.encode(), name.strip("{}").encode()}
-        keys |= {b"{" + key + b"}" for key in list(keys)}
+        key = name.strip("{}").encode()
         for command in self.ORDER:
-            values = self.by_command.get(command, {})
-            for key in keys & values.keys():
+            values = self.by_command.get(command)
+            if values is not None and key in values:
                 return values[key].decode("utf-8", "replace")
         return None
 

@@ -1,9 +1,10 @@
 """An asyncio milter server on TCP or a unix socket: one task per MTA connection, reading a
 packet, acting on it and answering, until the MTA quits or stays silent for `timeout` seconds.
 
-The filter's end of message (routing, which may wait on DNS) runs in a bounded thread pool,
-so a slow message holds up only its own connection. A broken packet closes its connection,
-never the server. `run()` serves until SIGTERM, SIGINT or SIGHUP.
+The filter's end of message is decided in the event loop when that needs no I/O (the
+common case); otherwise (routing that may wait on DNS or the database) it runs in a bounded
+thread pool, so a slow message holds up only its own connection. A broken packet closes its
+connection, never the server. `run()` serves until SIGTERM, SIGINT or SIGHUP.
 """
 
 from __future__ import annotations
@@ -61,54 +62,77 @@ class Filter(Protocol):
     def body(self, chunk: bytes) -> bool:
         """Take a body chunk; False once no more of the body is needed."""
 
+    def end_of_message_now(self, macros: Macros) -> list[bytes] | None:
+        """The reply packets when they need no I/O (runs in the event loop), else None."""
+
     def end_of_message(self, macros: Macros) -> list[bytes]:
         """The reply packets (edits, then the decision); runs in a worker thread."""
 
     def abort(self) -> None: ...
 
 
-class Session:
-    """One MTA connection; the MTA waits for each reply before its next command."""
+class Session(asyncio.Protocol):
+    """One MTA connection; the MTA waits for each reply before its next command. Packets are
+    handled as they arrive (no task or stream per connection: the loop calls us)."""
 
-    def __init__(self, server: MilterServer, reader, writer) -> None:
-        self.server, self.reader, self.writer = server, reader, writer
+    def __init__(self, server: MilterServer) -> None:
+        self.server = server
         self.filter = server.factory()
         self.macros = Macros()
+        self.packets = Packets()
         self.steps: int | None = None  # the negotiated SMFIP_* flags, once OPTNEG is done
-        self.sock = writer.get_extra_info("socket")
+        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        self.tcp = False
+        self.routing: asyncio.Future | None = None  # an end of message in a worker thread
+        self.last = 0.0  # loop time of the last bytes read, for the idle timeout
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.sock = transport.get_extra_info("socket")
         self.tcp = self.sock.family in (socket.AF_INET, socket.AF_INET6)
         if self.tcp:
             # Replies are small and the MTA waits for each: never hold one back (Nagle).
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.last = self.server.loop.time()
+        self.server.sessions.add(self)
 
-    async def run(self) -> None:
-        """Answer what has come, then read more (the MTA may send several packets that
-        need no reply at once: macros, headers); returns when the MTA quits or closes."""
-        packets = Packets()
-        while True:
-            replies: list[bytes] = []
-            while (item := packets.next()) is not None:
+    def connection_lost(self, exc) -> None:
+        self.server.sessions.discard(self)
+        if self.routing is None:
+            self.filter.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.last = self.server.loop.time()
+        self.packets.feed(data)
+        self.answer()
+
+    def answer(self) -> None:
+        """Answer the packets that have come (the MTA may send several that need no reply
+        at once: macros, headers), up to an end of message that must wait for a thread."""
+        replies: list[bytes] = []
+        try:
+            while self.routing is None and (item := self.packets.next()) is not None:
                 command, data = item
                 if command == QUIT:
+                    self.close()
                     return
                 if command == BODYEOB:
-                    replies += await self.end_of_message()
+                    replies += self.end_of_message()
                 else:
                     replies += self.handle(command, data)
-            if replies:
-                self.writer.write(b"".join(replies))
-                await self.writer.drain()
-            if self.tcp and QUICKACK:
-                # Postfix writes a command's macros and the command itself separately, and
-                # Nagle's algorithm on its side holds the second until the first is
-                # acknowledged: acknowledge at once, not after Linux's 40 ms delayed ACK.
-                # Linux leaves quick-ACK mode by itself, hence before every read.
-                self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-            async with asyncio.timeout(self.server.timeout):
-                chunk = await self.reader.read(READ_SIZE)
-            if not chunk:
-                return  # the MTA closed the connection (in a packet or not: nothing to do)
-            packets.feed(chunk)
+        except ProtocolError as exc:
+            logger.warning("milter: %s; connection closed", exc)
+            self.close()
+            return
+        if replies:
+            self.transport.write(b"".join(replies))
+        if self.tcp and QUICKACK and self.routing is None:
+            # Postfix writes a command's macros and the command itself separately, and
+            # Nagle's algorithm on its side holds the second until the first is
+            # acknowledged: acknowledge at once, not after Linux's 40 ms delayed ACK.
+            # Linux leaves quick-ACK mode by itself, hence before every read.
+            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
     def handle(self, command: bytes, data: bytes) -> list[bytes]:
         if command == OPTNEG:
@@ -143,18 +167,47 @@ class Session:
             raise ProtocolError(f"command {command!r} before OPTNEG")
         return self.steps
 
-    async def end_of_message(self) -> list[bytes]:
+    def end_of_message(self) -> list[bytes]:
+        """The replies when the filter decides at once; otherwise [] and the decision is
+        made in a worker thread, reading paused until it is written."""
         self.negotiated(BODYEOB)
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self.server.executor, self.filter.end_of_message, self.macros
-            )
+            now = self.filter.end_of_message_now(self.macros)
         except Exception:  # a filter bug: the message waits, the connection goes on
             logger.exception("milter: end of message failed; message deferred")
-            return [REPLY_TEMPFAIL]
-        finally:
+            now = [REPLY_TEMPFAIL]
+        if now is not None:
             self.macros.end_message()
+            return now
+        self.transport.pause_reading()
+        self.routing = self.server.loop.run_in_executor(
+            self.server.executor, self.filter.end_of_message, self.macros
+        )
+        self.routing.add_done_callback(self.routed)
+        return []
+
+    def routed(self, future: asyncio.Future) -> None:
+        self.routing = None
+        self.macros.end_message()
+        if future.cancelled():
+            return
+        if future.exception() is not None:  # a filter bug: the message waits
+            logger.error(
+                "milter: end of message failed; message deferred", exc_info=future.exception()
+            )
+            replies = [REPLY_TEMPFAIL]
+        else:
+            replies = future.result()
+        if self.transport.is_closing():
+            return
+        self.transport.write(b"".join(replies))
+        self.last = self.server.loop.time()
+        self.transport.resume_reading()
+        self.answer()  # anything that came with the end of message
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class MilterServer:
@@ -173,52 +226,50 @@ class MilterServer:
         self.factory, self.actions, self.steps, self.timeout = factory, actions, steps, timeout
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="milter")
         self.server: asyncio.AbstractServer | None = None
-        self.sessions: dict[Session, asyncio.Task] = {}
+        self.sessions: set[Session] = set()
         self.path = ""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.reaper: asyncio.TimerHandle | None = None
 
     async def start(self, listen: Listen) -> None:
         """Raises OSError when `listen` cannot be used."""
+        self.loop = asyncio.get_running_loop()
         if listen.path:
             remove_socket(listen.path)  # a stale one from an earlier run
-            self.server = await asyncio.start_unix_server(self.connected, path=listen.path)
+            self.server = await self.loop.create_unix_server(
+                lambda: Session(self), path=listen.path
+            )
             self.path = listen.path
             os.chmod(listen.path, 0o666)  # Postfix runs as another user; guard the directory
         else:
-            self.server = await asyncio.start_server(
-                self.connected, listen.host, listen.port, reuse_address=True
+            self.server = await self.loop.create_server(
+                lambda: Session(self), listen.host, listen.port, reuse_address=True
             )
+        self.reap()
 
     @property
     def sockets(self) -> list[socket.socket]:
         return list(self.server.sockets) if self.server else []
 
-    async def connected(self, reader, writer) -> None:
-        session = Session(self, reader, writer)
-        self.sessions[session] = asyncio.current_task()
-        try:
-            await session.run()
-        except ConnectionError:
-            pass  # the MTA went away
-        except asyncio.CancelledError:
-            pass  # stop(): end quietly (3.11's stream callback logs a cancelled task as an error)
-        except TimeoutError:
-            logger.info("milter: the MTA was silent for %s s; connection closed", self.timeout)
-        except ProtocolError as exc:
-            logger.warning("milter: %s; connection closed", exc)
-        except Exception:
-            logger.exception("milter: connection failed")
-        finally:
-            del self.sessions[session]
-            writer.close()
+    def reap(self) -> None:
+        """Close connections silent for `timeout` seconds (not those waiting for routing),
+        checking a few times per timeout: one timer for all, not one per packet."""
+        now = self.loop.time()
+        for session in list(self.sessions):
+            if session.routing is None and now - session.last >= self.timeout:
+                logger.info("milter: the MTA was silent for %s s; connection closed", self.timeout)
+                session.close()
+        self.reaper = self.loop.call_later(min(self.timeout / 4, 5.0), self.reap)
 
     async def stop(self) -> None:
+        if self.reaper is not None:
+            self.reaper.cancel()
         if self.server is not None:
             self.server.close()
-        tasks = list(self.sessions.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.executor.shutdown(wait=True)  # what is being routed is counted before the flush
+        for session in list(self.sessions):
+            session.close()
+        await asyncio.sleep(0)  # let the transports call connection_lost
+        await self.loop.run_in_executor(None, self.executor.shutdown)  # routing in progress
         if self.path:
             remove_socket(self.path)
 

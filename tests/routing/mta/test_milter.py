@@ -225,6 +225,35 @@ def test_the_sasl_login_is_the_source(mta, engine):
     assert seen == ["alice"]
 
 
+def eom_macros(sender: str) -> mp.Macros:
+    macros = mp.Macros()
+    macros.define(mp.MAIL + f"{{mail_addr}}\0{sender}\0".encode())
+    macros.define(mp.RCPT + b"{rcpt_addr}\0b@example.test\0")
+    return macros
+
+
+def test_a_message_is_decided_without_a_thread_only_when_that_needs_no_io(engine):
+    milter = PoolFilter(engine)
+    milter.header("From", b"a@both.test")
+    replies = milter.end_of_message_now(eom_macros("a@both.test"))
+    assert replies is not None and replies[-1] == mp.packet(mp.CONTINUE)
+    assert sum(engine.counters.routing.values()) == 1
+    # A sender domain not cached here needs a DNS lookup: nothing is consumed or counted.
+    milter.header("From", b"a@new.test")
+    assert milter.end_of_message_now(eom_macros("a@new.test")) is None
+    assert milter.state.headers == [b"From: a@new.test"]
+    assert sum(engine.counters.routing.values()) == 1
+    assert engine.checker.lookups == 0
+    # So does a policy due for reload, spamd scoring, and a report to parse.
+    engine.snapshots.invalidate()
+    assert milter.end_of_message_now(eom_macros("a@both.test")) is None
+    spamd_engine = offline_engine(dataclasses.replace(POLICY, spamd=SpamdSettings(enabled=True)))
+    assert PoolFilter(spamd_engine).end_of_message_now(eom_macros("a@both.test")) is None
+    report = PoolFilter(offline_engine())
+    report.header("Content-Type", b"multipart/report; report-type=delivery-status")
+    assert report.end_of_message_now(eom_macros("a@both.test")) is None
+
+
 def test_header_facts_match_what_the_full_parser_finds():
     raw = b"From: a@both.test\r\nX-Spam-Score: 3.5\r\nMessage-ID: <m1@both.test>\r\n\r\n"
     state = MessageState(mail_from="a@both.test", rcpt_to=["b@example.test"], source="sasl")

@@ -34,6 +34,13 @@ class Recorder:
         self.chunks += 1
         return self.chunks < 2
 
+    def end_of_message_now(self, macros: mp.Macros) -> list[bytes] | None:
+        if macros.get("{mail_addr}") == "now@test":
+            self.log.append(("now", self.headers))
+            self.headers, self.chunks = [], 0
+            return [mp.packet(mp.ACCEPT)]
+        return None  # decided in a worker thread
+
     def end_of_message(self, macros: mp.Macros) -> list[bytes]:
         if self.wait is not None:
             self.wait.wait(10)
@@ -204,11 +211,11 @@ def test_a_connection_cut_mid_packet_is_forgotten(server):
     mta.close()
     fresh = MTA(server.address)
     assert fresh.negotiate()[0] == 6
-    fresh.close()
     deadline = time.monotonic() + 5
     while len(server.server.sessions) > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(server.server.sessions) == 1
+    assert len(server.server.sessions) == 1  # the fresh one, still open
+    fresh.close()
 
 
 def test_a_silent_connection_is_closed_after_the_timeout(log):
@@ -256,7 +263,7 @@ def test_many_connections_at_once(server):
 def test_accepted_tcp_connections_do_not_wait_for_nagle(server, mta):
     mta.negotiate()
     (session,) = server.server.sessions
-    sock = session.writer.get_extra_info("socket")
+    sock = session.sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
@@ -297,3 +304,47 @@ def test_stop_closes_open_connections(log):
     mta.negotiate()
     background.stop()
     assert mta.closed()
+
+
+def test_a_message_decided_in_the_loop_is_not_held_up_by_one_in_a_thread(server, log):
+    slow, fast = MTA(server.address), MTA(server.address)
+    slow.negotiate()
+    fast.negotiate()
+    Recorder.wait = threading.Event()
+    try:
+        slow.macros(mp.MAIL, mail_addr="slow@test")
+        slow.send(mp.BODYEOB)
+        time.sleep(0.1)
+        Recorder.wait, release = None, Recorder.wait
+        fast.macros(mp.MAIL, mail_addr="now@test")
+        fast.header("Subject", b"hi")
+        assert fast.end_of_message() == [(mp.ACCEPT, b"")]
+        assert log == [("now", [("Subject", b"hi")])]
+        release.set()
+        assert slow.read() == (mp.ADDHEADER, b"X-From\0slow@test\0")
+    finally:
+        Recorder.wait = None
+
+
+def test_commands_sent_behind_an_end_of_message_wait_for_its_thread(mta, log):
+    """Packets that arrive while a message is routed in a thread are read after it, in order."""
+    mta.negotiate()
+    Recorder.wait = threading.Event()
+    try:
+        pipelined = [
+            mp.packet(mp.MACRO, mp.MAIL + b"{mail_addr}\0first@test\0"),
+            mp.packet(mp.BODYEOB),
+            mp.packet(mp.MACRO, mp.MAIL + b"{mail_addr}\0second@test\0"),
+            mp.packet(mp.BODYEOB),
+        ]
+        mta.sock.sendall(b"".join(pipelined))
+        time.sleep(0.1)
+        assert log == []  # the first is still being routed; the second not yet read
+        Recorder.wait, release = None, Recorder.wait
+        release.set()
+    finally:
+        Recorder.wait = None
+    assert mta.read() == (mp.ADDHEADER, b"X-From\0first@test\0")
+    assert mta.read() == (mp.CONTINUE, b"")
+    assert mta.read() == (mp.ADDHEADER, b"X-From\0second@test\0")
+    assert [entry[2]["{mail_addr}"] for entry in log] == ["first@test", "second@test"]
