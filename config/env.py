@@ -166,7 +166,17 @@ def database(name: str, default_path: Path) -> dict:
     config["CONN_HEALTH_CHECKS"] = True
     # PostgreSQL's JIT spends 100-250 ms compiling a dashboard aggregate that runs in 50 ms
     # without it (bench/dashboard.py); off, unless the URL passes options of its own.
-    config.setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("options", "-c jit=off")
+    # Bounded waits (libpq parameters): a database that is down answers in seconds, and one
+    # that stops answering mid-query (a hung network, a blackholed address) is given up on
+    # instead of holding a worker or the policy refresher forever.
+    options.setdefault("connect_timeout", get_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    options.setdefault("keepalives", 1)
+    options.setdefault("keepalives_idle", 10)
+    options.setdefault("keepalives_interval", 3)
+    options.setdefault("keepalives_count", 3)
+    options.setdefault("tcp_user_timeout", 20_000)  # ms unacknowledged before giving up
     return config
 
 
@@ -192,7 +202,13 @@ def cache(name: str) -> dict:
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pw"}
     if parts.scheme == "dummy":
         return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
-    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    # Bounded waits: a Redis that is down or hangs costs a request at most a second (and the
+    # routing engine then stops asking it for a while, see routing.dns.DomainChecker).
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    }
 
 
 def broker(name: str) -> str | None:

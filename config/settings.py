@@ -162,6 +162,9 @@ POOLWARDEN_NAMESERVERS = env.nameservers("POOLWARDEN_NAMESERVERS")
 POOLWARDEN_DNS_TIMEOUT = env.get_float("POOLWARDEN_DNS_TIMEOUT", 3.0)
 POOLWARDEN_DNS_CACHE_SIZE = env.get_int("POOLWARDEN_DNS_CACHE_SIZE", 100_000)
 POOLWARDEN_POLICY_REFRESH = env.get_float("POOLWARDEN_POLICY_REFRESH", 10.0)
+# Routing processes reload the policy and token snapshot in a background thread, so a
+# decision never waits on the database (tests turn it off and load in their own thread).
+POOLWARDEN_REFRESH_IN_BACKGROUND = True
 POOLWARDEN_FLUSH_INTERVAL = env.get_float("POOLWARDEN_FLUSH_INTERVAL", 10.0)
 POOLWARDEN_API_MAX_BYTES = env.get_int("POOLWARDEN_API_MAX_BYTES", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = POOLWARDEN_API_MAX_BYTES

@@ -7,8 +7,16 @@ from reputation.dashboard import views as dashboard
 
 
 def healthz(request):
-    """Liveness for load balancers and process supervisors: no data, so no login."""
-    return HttpResponse("ok\n", content_type="text/plain")
+    """Liveness for load balancers and process supervisors: no data, so no login. 200 "ok",
+    200 "degraded: …" while routing on a snapshot the database could not refresh, 503
+    "unavailable: …" while no routing policy was ever loaded (API requests get 503 too)."""
+    from routing.engine import get_engine, health
+
+    state, detail = health(get_engine())
+    text = f"{state}: {detail}\n" if detail else f"{state}\n"
+    return HttpResponse(
+        text, content_type="text/plain", status=503 if state == "unavailable" else 200
+    )
 
 
 admin.site.site_header = "Poolwarden"

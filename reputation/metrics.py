@@ -31,6 +31,24 @@ def gauge(name: str, help_text: str, samples: list[str]) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
 
 
+def routing_gauges(engine) -> str:
+    """This process's routing snapshot: its age and whether reloading it fails (the
+    database is unreachable); served without the database."""
+    snapshots = engine.snapshots
+    age = snapshots.age()
+    lines = gauge(
+        "poolwarden_policy_snapshot_age_seconds",
+        "Seconds since this process last loaded the routing policy (-1: never).",
+        [line("poolwarden_policy_snapshot_age_seconds", -1 if age is None else age)],
+    )
+    lines += gauge(
+        "poolwarden_policy_reload_failing",
+        "1 while this process cannot reload the routing policy from the database.",
+        [line("poolwarden_policy_reload_failing", 1 if snapshots.failure else 0)],
+    )
+    return "\n".join(lines) + "\n"
+
+
 def render(now: datetime) -> str:
     listings = (
         Listing.objects.filter(closed__isnull=True)

@@ -11,7 +11,7 @@ class RoutingConfig(AppConfig):
         from routing import access
 
         post_migrate.connect(access.grant_group_permissions, dispatch_uid="pw-groups")
-        for model in ("RoutingPolicy", "Pool", "IPRange", "PoolAddress"):
+        for model in ("RoutingPolicy", "Pool", "IPRange", "PoolAddress", "ApiToken"):
             post_save.connect(
                 _policy_changed, sender=f"routing.{model}", dispatch_uid=f"pw-policy-{model}"
             )
@@ -21,8 +21,8 @@ class RoutingConfig(AppConfig):
 
 
 def _policy_changed(**kwargs) -> None:
-    # This process routes with the change at once; other processes within
-    # POOLWARDEN_POLICY_REFRESH seconds.
+    # This process routes with the change (and checks tokens) at once; other processes
+    # within POOLWARDEN_POLICY_REFRESH seconds.
     from routing import engine
 
     engine.invalidate_policy()

@@ -10,6 +10,7 @@ only briefly.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,8 @@ import dns.resolver
 
 from config.env import split_nameserver
 
+logger = logging.getLogger(__name__)
+SHARED_RETRY = 30  # seconds without the shared cache after it failed
 FAILURE_TTL = 30  # seconds to remember a failed lookup, so a dead resolver isn't hammered
 DEFAULT_NEGATIVE_TTL = 300  # when a negative answer carries no SOA
 MAX_TTL = 86400
@@ -171,6 +174,7 @@ class DomainChecker:
         self.local = LRUCache(size, clock)
         self.shared = shared
         self.lookups = 0  # DNS lookups made (cache misses), for tests and metrics
+        self.shared_down_until = 0.0  # monotonic time until which `shared` is not asked
 
     def cached(self, domain: str) -> DomainLookup | None:
         """The answer held in this process, without I/O; None when it would take a lookup."""
@@ -181,7 +185,7 @@ class DomainChecker:
         if cached is not None:
             return cached
         key = f"pw:dom:{domain}"
-        shared = self.shared.get(key) if self.shared is not None else None
+        shared = self.shared_get(key)
         if shared is not None:
             expires, result = shared  # wall-clock expiry: the entry may come from another host
             self.local.set(domain, result, expires - time.time())
@@ -189,7 +193,32 @@ class DomainChecker:
         self.lookups += 1
         result = lookup(self.resolver, domain)
         ttl = min(max(result.ttl, 0), MAX_TTL)
-        if self.shared is not None and ttl > 0:
-            self.shared.set(key, (time.time() + ttl, result), timeout=ttl)
+        if ttl > 0:
+            self.shared_set(key, (time.time() + ttl, result), ttl)
         self.local.set(domain, result, ttl)
         return result
+
+    def shared_get(self, key: str):
+        if self.shared is None or time.monotonic() < self.shared_down_until:
+            return None
+        try:
+            return self.shared.get(key)
+        except Exception as exc:  # Redis down or hanging: do without it for a while
+            self.shared_failed(exc)
+            return None
+
+    def shared_set(self, key: str, value, ttl: float) -> None:
+        if self.shared is None or time.monotonic() < self.shared_down_until:
+            return
+        try:
+            self.shared.set(key, value, timeout=ttl)
+        except Exception as exc:
+            self.shared_failed(exc)
+
+    def shared_failed(self, exc: Exception) -> None:
+        logger.warning(  # at most once per SHARED_RETRY seconds
+            "shared DNS cache unavailable, using this process's cache for %s s: %s",
+            SHARED_RETRY,
+            exc,
+        )
+        self.shared_down_until = time.monotonic() + SHARED_RETRY

@@ -75,25 +75,48 @@ _lock = threading.Lock()
 
 
 def get_engine(*, flush_in_background: bool = True) -> Engine:
-    """This process's engine; the first call starts the background counter flusher."""
+    """This process's engine; the first call starts the background counter flusher and the
+    policy refresher (so decisions never wait on the database)."""
     global _engine, _flusher
     with _lock:
         if _engine is None:
             _engine = build_engine()
         if flush_in_background and _flusher is None:
             _flusher = Flusher(_engine.counters, settings.POOLWARDEN_FLUSH_INTERVAL).start()
+            if settings.POOLWARDEN_REFRESH_IN_BACKGROUND:
+                from routing import tokens
+
+                _engine.snapshots.after_reload.append(tokens.save_last_used)
+                _engine.snapshots.start()
     return _engine
 
 
 def stop_engine() -> None:
-    """Flush what is counted and stop the flusher (on shutdown)."""
+    """Flush what is counted and stop the flusher and refresher (on shutdown)."""
     global _flusher
     with _lock:
+        if _engine is not None:
+            _engine.snapshots.stop()
         if _flusher is not None:
             _flusher.stop()
             _flusher = None
         elif _engine is not None:
             _engine.counters.flush()
+
+
+def health(engine: Engine) -> tuple[str, str]:
+    """("ok" | "degraded" | "unavailable", detail) of this process's routing snapshot:
+    degraded while it routes on a snapshot it could not reload, unavailable when it never
+    had one (messages wait)."""
+    snapshots = engine.snapshots
+    if snapshots.current is None:
+        return "unavailable", f"no routing policy loaded yet ({snapshots.failure or 'not tried'})"
+    if snapshots.failure:
+        age = snapshots.age() or 0.0
+        return "degraded", (
+            f"routing on a policy {age:.0f} s old; database unreachable ({snapshots.failure})"
+        )
+    return "ok", ""
 
 
 def invalidate_policy() -> None:

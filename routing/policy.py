@@ -1,19 +1,25 @@
-"""The routing policy and pools as the engine sees them: an immutable snapshot, reloaded
-from the database every few seconds, never per message. While the database is down the
-last snapshot stays in force."""
+"""The routing policy, pools and API tokens as the engine sees them: an immutable snapshot
+that a background thread reloads from the database every few seconds. A decision only reads
+the snapshot in memory, so it never waits on the database; while the database is down or
+hangs, the last snapshot stays in force and says so in every decision's problems."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import close_old_connections, connection, connections
 
 logger = logging.getLogger(__name__)
 
 NORMAL, HIGH_RISK = "normal", "high-risk"
 PICK_CACHE_SIZE = 50_000
+STATEMENT_TIMEOUT = 5  # seconds a snapshot query may take on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class PolicySnapshot:
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)  # by kind
     spamd: SpamdSettings = SpamdSettings()
     problems: tuple[str, ...] = ()
+    tokens: frozenset[str] = frozenset()  # SHA-256 digests of the unrevoked API tokens
 
     def pool(self, kind: str) -> PoolSnapshot | None:
         return self.pools.get(kind)
@@ -68,7 +75,13 @@ class PolicySnapshot:
 def load_snapshot() -> PolicySnapshot:
     """Read the policy and, per kind, the first pool by name with its addresses in rotation."""
 
-    from routing.models import Pool, PoolAddress, RoutingPolicy
+    from routing.models import ApiToken, Pool, PoolAddress, RoutingPolicy
+
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # The refresher's own connection: give up on a statement after a few seconds (sweeps
+        # and migrations, on other connections, may take longer).
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}s'")
 
     policy = RoutingPolicy.load()
     pools = {}
@@ -90,40 +103,115 @@ def load_snapshot() -> PolicySnapshot:
             timeout=policy.spamd_timeout,
             max_bytes=policy.spamd_max_bytes,
         ),
+        tokens=frozenset(ApiToken.objects.filter(revoked=False).values_list("digest", flat=True)),
     )
 
 
+class PolicyUnavailable(RuntimeError):
+    """No snapshot was ever loaded in this process (the database was unreachable since it
+    started): nothing can be routed, the message must wait (4xx / 503)."""
+
+
 class SnapshotCache:
-    """Hands out the current snapshot; reloads it when older than `refresh` seconds."""
+    """Hands out the current snapshot without waiting. `start()` runs a thread that reloads
+    it every `refresh` seconds (and at once after `invalidate()`); without that thread (tests,
+    one-shot commands) `get()` reloads a snapshot that is due itself. Only the very first load
+    is waited for; when it fails, `get()` raises `PolicyUnavailable` until one succeeds."""
 
     def __init__(self, loader=load_snapshot, refresh: float = 10.0, clock=time.monotonic):
         self.loader, self.refresh, self.clock = loader, refresh, clock
         self.current: PolicySnapshot | None = None
-        self.loaded_at = float("-inf")
+        self.good: PolicySnapshot | None = None  # the last snapshot loaded, without problems
+        self.loaded_at = float("-inf")  # clock() of the last reload attempt
+        self.good_at: float | None = None  # clock() of the last successful load
+        self.good_time: datetime | None = None
+        self.failure = ""  # why the last reload failed ("" when it did not)
         self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.after_reload: list = []  # callables run in the refresher after each reload
 
     def get(self) -> PolicySnapshot:
-        if self.clock() - self.loaded_at < self.refresh and self.current is not None:
-            return self.current
+        current = self.current
+        if current is not None and (self.thread is not None or not self.due()):
+            return current
         with self.lock:
-            if self.clock() - self.loaded_at >= self.refresh or self.current is None:
+            if self.current is None or (self.thread is None and self.due()):
                 self.reload()
+        if self.current is None:
+            raise PolicyUnavailable(f"routing policy unavailable: {self.failure}")
         return self.current
 
+    def due(self) -> bool:
+        return self.clock() - self.loaded_at >= self.refresh
+
     def fresh(self) -> PolicySnapshot | None:
-        """The current snapshot when it is not due for reload (no I/O), else None."""
-        if self.clock() - self.loaded_at < self.refresh:
+        """The current snapshot when using it needs no I/O, else None."""
+        if self.thread is not None or not self.due():
             return self.current
         return None
 
+    def age(self) -> float | None:
+        """Seconds since the last successful load; None when there was none."""
+        return None if self.good_at is None else self.clock() - self.good_at
+
     def reload(self) -> None:
         try:
-            self.current = self.loader()
-        except Exception as exc:  # the database may be briefly down: keep routing
-            logger.warning("routing policy not reloaded, keeping the last one: %s", exc)
-            if self.current is None:
-                self.current = PolicySnapshot(problems=(f"policy unavailable: {exc}",))
+            snapshot = self.loader()
+        except Exception as exc:  # the database may be down: keep routing on the last one
+            self.failed(exc)
+        else:
+            if self.failure:
+                logger.warning("routing policy reloaded: the database answers again")
+            self.failure = ""
+            self.current = self.good = snapshot
+            self.good_at, self.good_time = self.clock(), datetime.now(UTC)
         self.loaded_at = self.clock()
+
+    def failed(self, exc: Exception) -> None:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        if not self.failure:  # once per outage, not once per attempt
+            logger.warning("routing policy not reloaded, routing on the last one: %s", reason)
+        self.failure = reason
+        if self.good is not None:
+            since = self.good_time.strftime("%Y-%m-%d %H:%M:%SZ")
+            problem = f"routing on the policy loaded at {since}: database unreachable ({reason})"
+            self.current = dataclasses.replace(self.good, problems=(*self.good.problems, problem))
 
     def invalidate(self) -> None:
         self.loaded_at = float("-inf")
+        self.wake.set()
+
+    def start(self) -> SnapshotCache:
+        """Reload in a daemon thread from now on (the first load is done here if needed)."""
+        if self.thread is None:
+            if self.current is None:
+                self.reload()
+            self.thread = threading.Thread(target=self.run, name="policy-refresh", daemon=True)
+            self.thread.start()
+        return self
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.refresh if self.current is not None else min(self.refresh, 2.0))
+            self.wake.clear()
+            if self.stopping.is_set():
+                return
+            close_old_connections()  # a connection broken by an outage is replaced
+            self.reload()
+            if self.failure:
+                connections.close_all()  # this thread's, so the next attempt connects afresh
+            for hook in self.after_reload:
+                try:
+                    hook()
+                except Exception as exc:  # the database may be down: try again next time
+                    logger.debug("after policy reload: %s", exc)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+            self.thread = None
+        self.stopping.clear()

@@ -1,18 +1,21 @@
-"""API bearer tokens: generated once, stored as SHA-256 digests, checked with a short
-in-process cache so the API's hot path does not hit the database per request."""
+"""API bearer tokens: generated once, stored as SHA-256 digests, and checked against the
+digests in the routing snapshot (`routing.policy`), so a request never waits on the
+database. A revoked token stops working when the snapshot is next reloaded (within
+POOLWARDEN_POLICY_REFRESH seconds, 10 by default, while the database is up)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
+import threading
 
 from django.utils import timezone
 
 from routing.models import ApiToken
+from routing.policy import PolicySnapshot
 
-CACHE_SECONDS = 30.0
-_valid: dict[str, tuple[float, int]] = {}  # digest -> (checked at, token id)
+_used: set[str] = set()  # digests used since `save_last_used()` last ran
+_lock = threading.Lock()
 
 
 def digest(token: str) -> str:
@@ -26,21 +29,33 @@ def issue(name: str) -> tuple[ApiToken, str]:
     return row, token
 
 
-def authenticate(token: str) -> bool:
-    """True when `token` is a valid, unrevoked token (revocations apply within 30 s)."""
+def authenticate(token: str, snapshot: PolicySnapshot) -> bool:
+    """True when `token` is valid and unrevoked in `snapshot`; no I/O."""
     key = digest(token)
-    now = time.monotonic()
-    hit = _valid.get(key)
-    if hit and now - hit[0] < CACHE_SECONDS:
-        return True
-    row = ApiToken.objects.filter(digest=key, revoked=False).only("id").first()
-    if row is None:
-        _valid.pop(key, None)
+    if key not in snapshot.tokens:
         return False
-    _valid[key] = (now, row.id)
-    ApiToken.objects.filter(id=row.id).update(last_used=timezone.now())  # once per 30 s
+    if key not in _used:
+        with _lock:
+            _used.add(key)
     return True
 
 
+def save_last_used() -> None:
+    """Write `last_used` of the tokens used since the last call (the policy refresher runs
+    it after each reload); on failure they are kept for the next call."""
+    with _lock:
+        used = set(_used)
+        _used.clear()
+    if not used:
+        return
+    try:
+        ApiToken.objects.filter(digest__in=used).update(last_used=timezone.now())
+    except Exception:
+        with _lock:
+            _used.update(used)
+        raise
+
+
 def forget() -> None:
-    _valid.clear()
+    with _lock:
+        _used.clear()

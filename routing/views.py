@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_POST
 from routing import tokens
 from routing.engine import get_engine
 from routing.facts import decision_json
+from routing.policy import PolicyUnavailable
 
 
 class BadRequest(ValueError):
@@ -35,8 +37,13 @@ def bearer_token(request: HttpRequest) -> str:
 @csrf_exempt
 @require_POST
 def route(request: HttpRequest) -> JsonResponse:
+    engine = get_engine()
+    try:
+        snapshot = engine.snapshots.get()
+    except PolicyUnavailable as exc:  # never loaded since this process started
+        return error(503, f"{exc}; try again later", Retry_After="10")
     token = bearer_token(request)
-    if not token or not tokens.authenticate(token):
+    if not token or not tokens.authenticate(token, snapshot):
         return error(401, "a valid bearer token is required", WWW_Authenticate="Bearer")
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.POOLWARDEN_API_MAX_BYTES:
@@ -47,7 +54,6 @@ def route(request: HttpRequest) -> JsonResponse:
         return error(413, f"body larger than {settings.POOLWARDEN_API_MAX_BYTES} bytes")
     except BadRequest as exc:
         return error(400, str(exc))
-    engine = get_engine()
     if body["message"] is None:
         facts, decision = engine.route_envelope(**body["envelope"])
     else:
@@ -95,15 +101,26 @@ def parse_request(raw: bytes) -> dict:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text; a bearer token (admin: API tokens) or a staff login is required."""
+    """Prometheus text; a bearer token (admin: API tokens) or a staff login is required.
+    This process's routing gauges are served even while the database is down."""
+    from django.db import DatabaseError
     from django.utils import timezone
 
-    from reputation.metrics import render
+    from reputation.metrics import render, routing_gauges
 
-    token = bearer_token(request)
-    allowed = (token and tokens.authenticate(token)) or (
-        request.user.is_authenticated and request.user.is_staff
-    )
+    engine = get_engine()
+    token, snapshot = bearer_token(request), None
+    with contextlib.suppress(PolicyUnavailable):
+        snapshot = engine.snapshots.get()
+    if token:
+        allowed = snapshot is not None and tokens.authenticate(token, snapshot)
+    else:
+        allowed = request.user.is_authenticated and request.user.is_staff
     if not allowed:
         return error(401, "a valid bearer token is required", WWW_Authenticate="Bearer")
-    return HttpResponse(render(timezone.now()), content_type="text/plain; version=0.0.4")
+    text = routing_gauges(engine)
+    try:
+        text += render(timezone.now())
+    except DatabaseError as exc:  # the gauges above say why; say it here too
+        text += f"# database unreachable: {' '.join(str(exc).split())[:200]}\n"
+    return HttpResponse(text, content_type="text/plain; version=0.0.4")

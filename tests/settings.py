@@ -52,3 +52,6 @@ if (CELERY_RESULT_BACKEND or "").startswith(_REDIS):  # noqa: F405
 _default = DATABASES["default"]
 if _default["ENGINE"].endswith("postgresql"):
     _default.setdefault("TEST", {})["NAME"] = f"test_{_default['NAME']}_{RUN}"
+# Tests load the routing snapshot in their own thread (inside the test's transaction); the
+# background refresher is exercised by tests that start it, and by real processes.
+POOLWARDEN_REFRESH_IN_BACKGROUND = False

@@ -27,6 +27,7 @@ def test_redis_cache_url_uses_djangos_redis_backend(monkeypatch):
     assert env.cache("CACHE_URL") == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/3",
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
     }
 
 

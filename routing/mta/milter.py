@@ -41,7 +41,7 @@ from routing.mta.milter_protocol import (
 )
 from routing.mta.milter_server import MilterServer
 from routing.mta.postfix import POOL_HEADER, REASONS_HEADER, Listen, pool_header_value
-from routing.policy import PolicySnapshot
+from routing.policy import PolicySnapshot, PolicyUnavailable
 
 logger = logging.getLogger(__name__)
 ACTIONS = ADDHDRS | CHGHDRS  # add ours, delete client copies
@@ -221,6 +221,8 @@ class PoolFilter:
         read_envelope(state, macros)
         try:
             result = changes(state, self.engine)
+        except PolicyUnavailable as exc:  # no snapshot since start-up: logged by the refresher
+            return [reply_code("451", "4.3.0", f"Poolwarden: {exc}, try again later")]
         except Exception:  # never let a bug send mail by the wrong pool: it waits instead
             logger.exception("routing failed; message deferred")
             return [packet(TEMPFAIL)]
@@ -251,6 +253,9 @@ def replies(result: Changes) -> list[bytes]:
 def serve(engine: Engine, listen: Listen, *, timeout: float = 60) -> None:
     """Run the milter on `listen` until SIGTERM, SIGINT or SIGHUP; the caller then flushes
     the engine. Raises OSError when `listen` cannot be used."""
-    engine.snapshots.get()  # loaded before the first message: `body()` only reads it
+    try:
+        engine.snapshots.get()  # loaded before the first message: `body()` only reads it
+    except PolicyUnavailable as exc:  # messages wait (451) until the refresher loads one
+        logger.warning("milter: %s; messages are deferred until it loads", exc)
     server = MilterServer(lambda: PoolFilter(engine), actions=ACTIONS, steps=STEPS, timeout=timeout)
     milter_server.run(server, listen)

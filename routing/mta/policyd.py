@@ -11,6 +11,7 @@ socket.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import socketserver
@@ -21,6 +22,9 @@ from collections.abc import Iterable
 from routing.engine import Engine
 from routing.facts import Decision
 from routing.mta.postfix import Listen, filter_action
+from routing.policy import PolicyUnavailable
+
+logger = logging.getLogger(__name__)
 
 MAX_LINE = 8192
 MAX_ATTRIBUTES = 200
@@ -63,7 +67,13 @@ def answer(request: dict[str, str], engine: Engine, nexthop: str = "") -> bytes:
     """The reply to one request, ready to send."""
     if request.get("request") != "smtpd_access_policy":
         return reply(DUNNO)
-    _, decision = engine.route_envelope(**envelope(request))
+    try:
+        _, decision = engine.route_envelope(**envelope(request))
+    except PolicyUnavailable as exc:  # no snapshot since start-up: logged by the refresher
+        return reply(f"451 4.3.0 Poolwarden: {exc}, try again later")
+    except Exception:  # never let a bug send mail by the wrong pool: it waits instead
+        logger.exception("policyd: routing failed; message deferred")
+        return reply("451 4.3.0 Poolwarden: routing failed, try again later")
     return reply(action_for(decision, nexthop))
 
 

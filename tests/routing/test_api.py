@@ -37,9 +37,25 @@ def test_without_a_token_the_answer_is_401(client, engine):
 
 def test_a_wrong_or_revoked_token_is_refused(client, token):
     assert post(client, {"mail_from": "a@both.test"}, token + "x").status_code == 401
-    ApiToken.objects.update(revoked=True)
-    tokens.forget()
+    row = ApiToken.objects.get()
+    row.revoked = True
+    row.save()  # as the admin does: this process reloads its snapshot at once
     assert post(client, {"mail_from": "a@both.test"}, token).status_code == 401
+
+
+def test_a_revocation_elsewhere_applies_at_the_next_snapshot_reload(client, token, engine):
+    assert post(client, {"mail_from": "a@both.test"}, token).status_code == 200
+    ApiToken.objects.update(revoked=True)  # another process: no signal here
+    assert post(client, {"mail_from": "a@both.test"}, token).status_code == 200
+    engine.snapshots.loaded_at -= engine.snapshots.refresh  # POOLWARDEN_POLICY_REFRESH later
+    assert post(client, {"mail_from": "a@both.test"}, token).status_code == 401
+
+
+def test_a_token_in_use_gets_its_last_use_written_off_the_request_path(client, token):
+    assert post(client, {"mail_from": "a@both.test"}, token).status_code == 200
+    assert ApiToken.objects.get().last_used is None
+    tokens.save_last_used()  # the policy refresher does this after each reload
+    assert ApiToken.objects.get().last_used is not None
 
 
 def test_only_the_token_digest_is_stored(token):

@@ -3,11 +3,14 @@ database is down; and the policy's admin page and configuration section."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from routing.configdoc import DocumentError, apply_plan, plan_document
 from routing.models import PoolAddress, RoutingPolicy
-from routing.policy import PolicySnapshot, SnapshotCache, load_snapshot
+from routing.policy import PolicySnapshot, PolicyUnavailable, SnapshotCache, load_snapshot
 
 
 class Clock:
@@ -62,13 +65,89 @@ def test_database_outage_keeps_the_last_snapshot():
     assert cache.get().spam_threshold == 3.0
 
 
-def test_database_down_at_start_routes_with_defaults_and_says_so():
-    def loader():
-        raise ConnectionError("database is down")
+class Flaky:
+    """A loader that fails while `down` is set."""
 
-    snapshot = SnapshotCache(loader).get()
-    assert snapshot.spam_threshold == 5.0
-    assert snapshot.problems == ("policy unavailable: database is down",)
+    def __init__(self) -> None:
+        self.down, self.calls = False, 0
+
+    def __call__(self) -> PolicySnapshot:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("connection refused")
+        return PolicySnapshot(spam_threshold=6.0)
+
+
+def test_database_down_at_start_defers_until_a_snapshot_loads():
+    loader = Flaky()
+    loader.down = True
+    snapshots = SnapshotCache(loader)
+    with pytest.raises(PolicyUnavailable, match="routing policy unavailable: connection refused"):
+        snapshots.get()
+    loader.down = False
+    snapshots.invalidate()
+    assert snapshots.get().spam_threshold == 6.0
+
+
+def test_a_failed_reload_keeps_the_last_snapshot_and_says_so_once(caplog):
+    clock = [0.0]
+    loader = Flaky()
+    snapshots = SnapshotCache(loader, refresh=10, clock=lambda: clock[0])
+    assert snapshots.get().problems == ()
+    loader.down = True
+    for _ in range(3):
+        clock[0] += 10
+        snapshot = snapshots.get()
+    assert loader.calls == 4
+    assert snapshot.spam_threshold == 6.0  # the last good one
+    assert len(snapshot.problems) == 1
+    assert "database unreachable (connection refused)" in snapshot.problems[0]
+    assert snapshots.age() == 30
+    warnings = [r for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage
+    loader.down = False
+    clock[0] += 10
+    assert snapshots.get().problems == () and snapshots.age() == 0
+
+
+def test_with_the_refresher_a_decision_never_waits_for_a_reload():
+    release = threading.Event()
+    loader = Flaky()
+    snapshots = SnapshotCache(loader, refresh=0.05).start()
+    try:
+        first = snapshots.get()
+
+        def hanging() -> PolicySnapshot:
+            release.wait(10)  # a database that hangs
+            return PolicySnapshot(spam_threshold=7.0)
+
+        snapshots.loader = hanging
+        time.sleep(0.2)  # the refresher is stuck in `hanging`
+        started = time.monotonic()
+        assert snapshots.get() is first and snapshots.fresh() is first
+        assert time.monotonic() - started < 0.01
+        release.set()
+        deadline = time.monotonic() + 5
+        while snapshots.get().spam_threshold != 7.0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert snapshots.get().spam_threshold == 7.0
+    finally:
+        release.set()
+        snapshots.stop()
+
+
+def test_invalidate_wakes_the_refresher_at_once():
+    loader = Flaky()
+    snapshots = SnapshotCache(loader, refresh=60).start()
+    try:
+        calls = loader.calls
+        snapshots.invalidate()
+        deadline = time.monotonic() + 5
+        while loader.calls == calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loader.calls == calls + 1
+    finally:
+        snapshots.stop()
 
 
 @pytest.mark.django_db

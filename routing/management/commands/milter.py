@@ -27,8 +27,7 @@ class Command(BaseCommand):
             where = parse_listen(listen)
         except ListenError as exc:
             raise CommandError(str(exc), returncode=2) from None
-        engine = get_engine()
-        engine.snapshots.get()  # fail now, not on the first message, if the policy is broken
+        engine = get_engine()  # loads the policy; if it cannot, messages wait (451) until it can
         try:
             milter.serve(engine, where, timeout=timeout)
         except OSError as exc:

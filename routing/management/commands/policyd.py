@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from routing.engine import get_engine, stop_engine
 from routing.mta.policyd import PolicyServer
 from routing.mta.postfix import ListenError, parse_listen
+from routing.policy import PolicyUnavailable
 
 
 class Command(BaseCommand):
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         stop = stop_signal()
         try:
             engine.snapshots.get()
+        except PolicyUnavailable as exc:  # requests are deferred (451) until it loads
+            self.stderr.write(f"policyd: {exc}; requests are deferred until it loads")
+        try:
             server = PolicyServer(where, engine, nexthop).start()
         except OSError as exc:
             stop_engine()
