@@ -1,7 +1,8 @@
 """Build `MessageFacts` from what an adapter knows: an envelope and, often, the message.
 
 Never raises on bad input: what cannot be established is left empty and described in
-`MessageFacts.problems`. Only the first `MAX_READ` bytes of a message are looked at.
+`MessageFacts.problems`. Only the first `MAX_READ` bytes of a message are looked at, and a
+report's MIME tree only down to `MAX_DEPTH` levels and up to `MAX_PARTS` parts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import email
 import email.policy
 import email.utils
 from collections.abc import Iterable
+from email.feedparser import FeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 
@@ -20,6 +22,9 @@ from routing.facts import MessageFacts
 
 MAX_READ = 4 * 1024 * 1024  # enough for any DSN; spam filters use similar caps
 REPORT = "multipart/report"
+MAX_DEPTH = 20  # MIME nesting parsed (multipart and message/* parts); real mail stays under 10
+MAX_PARTS = 1000  # MIME parts parsed, each delivery-status block counted as one
+FEED_SIZE = 1024  # characters parsed between checks: past a limit by ~35 levels, ~200 parts
 
 
 def normalize_address(text: str | None) -> str | None:
@@ -76,6 +81,36 @@ def header_block(raw: bytes) -> bytes:
     return raw[: min(ends) + 2] if ends else raw
 
 
+def parse_bounded(raw: bytes) -> tuple[Message, list[str]]:
+    """The MIME tree of `raw` (compat32), and a problem when a limit cut it short.
+
+    The email parser builds the whole tree at once, one generator level per MIME level and
+    some work per part: hostile nesting ends in RecursionError, a flood of parts takes
+    seconds. So the text is fed in slices and, once it is too deep or has too many parts,
+    the rest of the message is left unparsed.
+    """
+    parts = 0
+
+    def new_part(**kwargs) -> Message:
+        nonlocal parts
+        parts += 1
+        return Message(**kwargs)
+
+    parser = FeedParser(new_part, policy=email.policy.compat32)
+    parts = 0  # the parser made one to try the factory
+    text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
+    problems = []
+    for start in range(0, len(text), FEED_SIZE):
+        parser.feed(text[start : start + FEED_SIZE])
+        if len(parser._msgstack) > MAX_DEPTH:
+            problems.append(f"MIME nested deeper than {MAX_DEPTH} levels: the rest not read")
+        elif parts > MAX_PARTS:
+            problems.append(f"more than {MAX_PARTS} MIME parts: the rest not read")
+        if problems:
+            break
+    return parser.close(), problems
+
+
 def facts_from_message(
     raw: bytes,
     *,
@@ -98,7 +133,8 @@ def facts_from_message(
         problems += score_problems
     report, is_report = None, False
     if headers.get_content_type() == REPORT:
-        full = email.message_from_bytes(raw, policy=email.policy.compat32)
+        full, parse_problems = parse_bounded(raw)
+        problems += parse_problems
         is_report = dsn.is_delivery_report(full)
         if is_report:
             report, dsn_problems = dsn.parse_report(full)

@@ -372,8 +372,9 @@ SCORE_BIN_MIN, SCORE_BIN_MAX = -20, 60  # half-point bins: scores from -10 to 30
 
 
 def score_bin(score: float) -> int:
-    """The half-point bin of a spam score: floor(score * 2), clamped to -10…30 points."""
-    return max(SCORE_BIN_MIN, min(SCORE_BIN_MAX, math.floor(score * 2)))
+    """The half-point bin of a spam score: floor(score * 2), clamped to -10…30 points.
+    Clamped before the floor, which overflows on an infinite float (1e308 * 2)."""
+    return math.floor(max(SCORE_BIN_MIN, min(SCORE_BIN_MAX, score * 2)))
 
 
 class ScoreCount(models.Model):

@@ -7,6 +7,9 @@ Formats understood (header names are case-insensitive):
 - `X-Spamd-Result: default: True [7.30 / 15.00]; ...` (rspamd)
 Any other configured header: `score=N` if present, else a leading number.
 
+A score outside ±MAX_SCORE is clamped to it, with a problem: no filter scores that far, and
+the counters bin scores by value.
+
 A client can send these headers too. The operator's filter adds its header at the top, so
 only the topmost occurrence counts; the README explains how to strip client copies.
 """
@@ -18,6 +21,7 @@ import re
 from collections.abc import Iterable
 from email.message import Message
 
+MAX_SCORE = 1000.0  # SpamAssassin and rspamd scores stay within a few hundred either way
 NUMBER = r"[-+]?\d+(?:\.\d+)?"
 SCORE_EQUALS = re.compile(rf"\b(?:score|hits)\s*=\s*({NUMBER})", re.IGNORECASE)
 LEADING = re.compile(rf"^\s*({NUMBER})")
@@ -34,12 +38,12 @@ GENERIC = (SCORE_EQUALS, LEADING)
 
 
 def parse_score(header: str, value: str) -> float | None:
-    """The score in one header value, or None when the value holds none."""
+    """The score in one header value, or None when the value holds none. Not clamped: a
+    number too long for a float is ±inf."""
     for pattern in PARSERS.get(header.lower(), GENERIC):
         match = pattern.search(value or "")
         if match:
-            score = float(match.group(1))
-            return score if math.isfinite(score) else None
+            return float(match.group(1))
     return None
 
 
@@ -47,7 +51,7 @@ def score_from_headers(msg: Message, trusted: Iterable[str]) -> tuple[float | No
     """(score, "header:Name", problems) from the first trusted header present.
 
     Only the topmost copy of each header counts. An unparsable value is a problem, and the
-    next trusted header is tried.
+    next trusted header is tried; a score outside ±MAX_SCORE is clamped, with a problem.
     """
     problems = []
     for header in trusted:
@@ -57,6 +61,9 @@ def score_from_headers(msg: Message, trusted: Iterable[str]) -> tuple[float | No
         top = str(values[0])
         score = parse_score(header, top)
         if score is not None:
+            if abs(score) > MAX_SCORE:
+                problems.append(f"{header}: score {top[:40]!r} beyond ±{MAX_SCORE:g}, clamped")
+                score = math.copysign(MAX_SCORE, score)
             return score, f"header:{header}", problems
         problems.append(f"{header}: no score in {top[:80]!r}")
     return None, "", problems

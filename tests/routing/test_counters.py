@@ -199,3 +199,13 @@ def test_a_flush_writes_hourly_rows_and_score_bins_too():
     assert list(DSNTotal.objects.values_list("hour", "pool", "count")) == [(hour, "high-risk", 6)]
     daily = {r.reasons: r.count for r in RoutingDaily.objects.filter(day=hour.replace(hour=0))}
     assert daily == {"spam-score": 3, "dsn": 2}
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(4.6, 9), (-0.1, -1), (1e308, 60), (-1e308, -20), (float("inf"), 60), (float("nan"), 60)],
+)
+def test_any_score_has_a_bin_even_one_whose_double_overflows(score, expected):
+    from routing.models import score_bin
+
+    assert score_bin(score) == expected

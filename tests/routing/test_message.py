@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import time
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routing.message import MAX_READ, domain_of, facts_from_envelope, facts_from_message
+from routing.message import (
+    MAX_DEPTH,
+    MAX_PARTS,
+    MAX_READ,
+    domain_of,
+    facts_from_envelope,
+    facts_from_message,
+    parse_bounded,
+)
+from tests.routing import hostile
+from tests.support import DSN_SAMPLES
 
 PLAIN = (
     b"From: Alice <alice@Example.COM>\r\n"
@@ -121,6 +135,54 @@ def test_8bit_and_binary_junk_headers_decide_anyway():
     facts = facts_from_message(raw, trusted_headers=["X-Spam-Score"])
     assert facts.spam_score is None
     assert any("X-Spam-Score" in p for p in facts.problems)
+
+
+def hostile_facts(text: str):
+    """Facts of a hostile message, with the time taken (the limits are for speed too)."""
+    start = time.perf_counter()
+    facts = facts_from_message(text.encode(), mail_from="", rcpt_to=["alice@example.com"])
+    return facts, time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "text", [hostile.nested_multipart_report(1000), hostile.nested_rfc822_report(1000)]
+)
+def test_mime_nested_a_thousand_levels_is_cut_at_the_depth_limit(text):
+    facts, seconds = hostile_facts(text)
+    assert facts.is_dsn and seconds < 1
+    assert f"MIME nested deeper than {MAX_DEPTH} levels: the rest not read" in facts.problems
+
+
+def test_a_returned_message_nested_past_the_limit_keeps_the_status_part():
+    facts, _ = hostile_facts(hostile.nested_rfc822_report(1000))
+    assert [r.final_recipient for r in facts.dsn.recipients] == ["nobody@example.org"]
+
+
+def test_mime_nesting_within_the_limit_is_read_without_a_problem():
+    facts, _ = hostile_facts(hostile.nested_rfc822_report(MAX_DEPTH - 3))
+    assert facts.dsn.recipients and not any("MIME" in p for p in facts.problems)
+
+
+def test_a_report_of_a_hundred_thousand_parts_stops_at_the_part_limit():
+    facts, seconds = hostile_facts(hostile.many_parts_report(100_000))
+    assert seconds < 1
+    assert f"more than {MAX_PARTS} MIME parts: the rest not read" in facts.problems
+    assert facts.dsn is None  # the status part came after the limit
+
+
+def test_a_report_of_fifty_thousand_recipients_is_read_up_to_the_limits():
+    facts, seconds = hostile_facts(hostile.many_recipients_report(50_000))
+    assert seconds < 1
+    assert f"more than {MAX_PARTS} MIME parts: the rest not read" in facts.problems
+    assert 900 < len(facts.dsn.recipients) <= 1000
+
+
+def test_the_bounded_parse_of_real_dsns_is_the_email_parsers_own():
+    for path in DSN_SAMPLES.iterdir():
+        raw = path.read_bytes()
+        msg, problems = parse_bounded(raw)
+        expected = email.message_from_bytes(raw, policy=email.policy.compat32)
+        assert (msg.as_bytes(), problems) == (expected.as_bytes(), []), path.name
 
 
 def test_domain_of_lowercases_and_strips_the_root_dot():

@@ -71,6 +71,22 @@ def test_unparsable_trusted_header_is_a_problem_and_the_next_one_is_tried():
     assert problems == ["X-Spam-Score: no score in 'lots'"]
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1000.5", 1000.0), ("-5000", -1000.0), ("9" * 400, 1000.0), ("-" + "9" * 400, -1000.0)],
+)
+def test_a_score_beyond_a_thousand_is_clamped_with_a_problem(value, expected):
+    msg = email.message_from_string(f"X-Spam-Score: {value}\n\nbody\n")
+    score, source, problems = scores.score_from_headers(msg, ["X-Spam-Score"])
+    assert (score, source) == (expected, "header:X-Spam-Score")
+    assert len(problems) == 1 and problems[0].endswith("beyond ±1000, clamped")
+
+
+def test_a_score_of_a_thousand_is_kept_as_it_is():
+    msg = email.message_from_string("X-Spam-Score: -1000\n\nbody\n")
+    assert scores.score_from_headers(msg, ["X-Spam-Score"]) == (-1000.0, "header:X-Spam-Score", [])
+
+
 def test_header_list_validation():
     assert scores.header_list_problems(["X-Spam-Score"]) == []
     assert scores.header_list_problems("X-Spam-Score") == ["expected a list of header names"]
@@ -82,6 +98,7 @@ def test_header_list_validation():
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200), st.sampled_from(["X-Spam-Status", "X-Spamd-Result", "X-Other"]))
-def test_any_header_text_gives_a_finite_score_or_none(value, header):
-    score = scores.parse_score(header, value)
-    assert score is None or (isinstance(score, float) and abs(score) != float("inf"))
+def test_any_header_text_gives_a_score_within_a_thousand_or_none(value, header):
+    msg = email.message_from_string(f"{header}: {value}\n\nbody\n")
+    score = scores.score_from_headers(msg, [header])[0]
+    assert score is None or (isinstance(score, float) and abs(score) <= scores.MAX_SCORE)
