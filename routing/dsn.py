@@ -116,13 +116,15 @@ def _note(problems: list[str], text: str) -> None:
 
 
 def _text(value: object) -> str:
-    """A raw header value or payload as text; 8-bit bytes are read as UTF-8 (RFC 6532)."""
+    """A raw header value or payload as text; 8-bit bytes are read as UTF-8 (RFC 6532). NUL
+    becomes U+FFFD: the text is counted, and PostgreSQL refuses NUL in text."""
     text = value if isinstance(value, str) else str(value)
     try:
         # The bytes parser keeps undecodable bytes as surrogate escapes: get the bytes back.
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeError:  # lone surrogates that did not come from bytes
-        return text.encode("utf-8", "replace").decode("utf-8", "replace")
+        text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    return text.replace("\0", "\ufffd")
 
 
 def _unfold(value: str) -> str:
@@ -250,7 +252,7 @@ def _status_text(part: Message, problems: list[str]) -> str:
         data = _decode_transfer(_flatten(_subparts(part)), encoding, problems)
     else:
         data = _payload_bytes(part)
-    text = data.decode("utf-8", "replace")
+    text = data.decode("utf-8", "replace").replace("\0", "\ufffd")  # PostgreSQL refuses NUL
     if len(text) > MAX_TEXT:
         _note(problems, f"delivery-status part longer than {MAX_TEXT} characters: truncated")
         text = text[:MAX_TEXT]

@@ -638,3 +638,11 @@ def test_generic_status_refinement(status, diagnostic, expected):
     from routing.dsn import _refined
 
     assert _refined(status, diagnostic) == expected
+
+
+def test_nul_in_a_report_becomes_a_replacement_character():
+    """PostgreSQL refuses NUL in text: a hostile report must not leave counts unwritable."""
+    raw = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
+    raw = raw.replace(b"Reporting-MTA: dns; mail.example.net", b"Reporting-MTA: dns; mail\0.net")
+    report, _ = parse_report(email.message_from_bytes(raw, policy=email.policy.compat32))
+    assert report.reporting_mta == "mail\ufffd.net"
