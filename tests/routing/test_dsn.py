@@ -452,7 +452,7 @@ def test_eight_bit_junk_is_read_with_replacement_characters():
         assert recipient.status == ""
         assert recipient.diagnostic == "smtp; 550 \ufffd\ufffd\ufffd café"
         assert problems == [
-            "recipient block 1: unknown Action 'fa\\x00iled'",
+            "recipient block 1: unknown Action 'fa\ufffdiled'",
             "recipient block 1: malformed Status '5.\ufffd1.1'",
         ]
 
