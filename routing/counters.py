@@ -57,8 +57,9 @@ def minute_of(now: datetime) -> datetime:
 
 SAMPLES_PER_FLUSH = 200  # DSN recipients kept as evidence per flush interval and process
 ROUTED_IDS_PER_GENERATION = 100_000  # Message-IDs remembered (two generations, ~10 MB)
-# Pending keys (about 0.5 KB each) before the oldest minutes are merged into hours, and before
-# decisions are dropped. Ten seconds of ordinary traffic make a few thousand keys.
+# Pending keys before a failed flush merges the oldest minutes into hours, and before decisions
+# are dropped: a key takes 250-500 bytes, so at most ~150 MB. Ten seconds of ordinary traffic
+# make a few thousand keys; a day of 5,000 sources sending every minute, ~100,000 hour keys.
 MAX_PENDING_KEYS = 200_000
 HARD_MAX_PENDING_KEYS = 300_000
 
@@ -87,10 +88,10 @@ class Pending:
         )
 
     def add(self, other: Pending) -> None:
-        """Add `other`'s counts; its samples go first (they are older), within the bound."""
+        """Add `other`'s counts, and its samples after these, within the bound."""
         for name in ("routing", "dsn", "routing_hours", "dsn_hours", "addresses", "scores"):
             getattr(self, name).update(getattr(other, name))
-        self.samples = (other.samples + self.samples)[:SAMPLES_PER_FLUSH]
+        self.samples = (self.samples + other.samples)[:SAMPLES_PER_FLUSH]
 
     def merge_oldest_minutes(self, down_to: int) -> int:
         """Merge minute keys into hour keys, oldest first, until at most `down_to` keys are
@@ -144,7 +145,6 @@ class Counters:
                 self.dropped += 1
                 return
             self.count(facts, decision, minute, source)
-            self.keep_bounded()
 
     def count(self, facts: MessageFacts, decision: Decision, minute, source: str) -> None:
         counts = self.counts
@@ -162,20 +162,6 @@ class Counters:
             counts.dsn[key] += 1
         for sample in dsn_samples(facts, decision, minute, source):
             self.keep_sample(sample)
-
-    def keep_bounded(self) -> None:
-        """Past max_keys, merge the oldest minutes into hours (down to three quarters of it,
-        so that this is rare); warns once until a flush succeeds."""
-        if self.counts.keys() <= self.max_keys:
-            return
-        if not self.merging:
-            self.merging = True
-            logger.warning(
-                "counters: more than %d keys wait for the database; merging the oldest minutes "
-                "into hours (the per-minute tables will miss them, hours and days stay exact)",
-                self.max_keys,
-            )
-        self.counts.merge_oldest_minutes(down_to=self.max_keys * 3 // 4)
 
     def remember_routed(self, message_id: str) -> None:
         if not message_id:
@@ -213,9 +199,26 @@ class Counters:
         return drained, dropped
 
     def restore(self, pending: Pending) -> None:
+        """Take back counts a flush could not write. Merging, when they are too many, takes
+        a while (about a second per 100,000 keys): it is done here, in the flushing thread, without
+        holding the lock that routing waits for."""
+        if pending.keys() > self.max_keys:
+            self.merge(pending)
         with self.lock:
-            self.counts.add(pending)
-            self.keep_bounded()
+            pending.add(self.counts)  # counted since the drain: usually far fewer
+            self.counts = pending
+
+    def merge(self, pending: Pending) -> None:
+        """Merge the oldest minutes into hours, down to three quarters of max_keys (so that
+        this is rare); warns once until a flush succeeds."""
+        if not self.merging:
+            self.merging = True
+            logger.warning(
+                "counters: more than %d keys wait for the database; merging the oldest minutes "
+                "into hours (the per-minute tables will miss them, hours and days stay exact)",
+                self.max_keys,
+            )
+        pending.merge_oldest_minutes(down_to=self.max_keys * 3 // 4)
 
     def pending(self) -> int:
         """Decisions and DSN recipients counted and not written yet."""

@@ -215,16 +215,25 @@ def record_every_minute(counters: Counters, clock: Clock, minutes: int, source=s
         counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
 
 
+def fail_to_flush(counters: Counters) -> None:
+    from django.db import OperationalError
+
+    down = mock.patch("routing.counters.upsert", side_effect=OperationalError("db down"))
+    with down, pytest.raises(OperationalError):
+        counters.flush()
+
+
 def test_past_the_bound_the_oldest_minutes_are_merged_into_hours_with_exact_totals():
-    """The hourly, daily and per-pool tables get every count; the per-minute tables miss the
-    merged (oldest) minutes only."""
+    """When a flush fails with too many keys pending, the hourly, daily and per-pool tables
+    still get every count; the per-minute tables miss the merged (oldest) minutes only."""
     from reputation.models import DSNHourly
     from routing.models import DSNTotal, RoutingDaily, RoutingHourly
 
     clock = Clock(T0)
     counters = Counters(clock, max_keys=40, hard_max_keys=1000)
     record_every_minute(counters, clock, 120, source=lambda minute: f"10.0.0.{minute % 3}")
-    assert counters.counts.keys() <= 40
+    fail_to_flush(counters)
+    assert counters.counts.keys() <= 30  # three quarters of the bound
     assert counters.pending() == 120 * (2 + 3)  # nothing lost
     assert counters.counts.routing_hours  # merged
     newest = max(key[0] for key in counters.counts.routing)
@@ -244,12 +253,14 @@ def test_reaching_the_bound_is_warned_about_once_until_a_flush_succeeds(caplog):
     clock = Clock(T0)
     counters = Counters(clock, max_keys=40, hard_max_keys=1000)
     record_every_minute(counters, clock, 120)
-    counters.restore(counters.drain()[0])  # a failed flush
+    fail_to_flush(counters)
     record_every_minute(counters, clock, 120)
+    fail_to_flush(counters)
     warnings = [r for r in caplog.records if "merging the oldest minutes" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     counters.flush()
     record_every_minute(counters, clock, 120)
+    fail_to_flush(counters)
     warnings = [r for r in caplog.records if "merging the oldest minutes" in r.getMessage()]
     assert len(warnings) == 2  # a new outage is a new warning
 
@@ -272,17 +283,13 @@ def test_past_the_hard_bound_decisions_are_dropped_and_counted_in_the_log(caplog
 
 
 def test_failing_flushes_keep_the_counts_and_a_later_one_writes_them_exactly():
-    from django.db import OperationalError
-
     from routing.models import DSNTotal, RoutingDaily, RoutingHourly
 
     clock = Clock(T0)
     counters = Counters(clock, max_keys=40, hard_max_keys=1000)
-    down = mock.patch("routing.counters.upsert", side_effect=OperationalError("db down"))
     for _ in range(3):
         record_every_minute(counters, clock, 50)
-        with down, pytest.raises(OperationalError):
-            counters.flush()
+        fail_to_flush(counters)
     assert counters.pending() == 3 * 50 * (2 + 3)
     assert counters.flush() > 0
     assert counters.pending() == 0 and counters.counts.keys() == 0
