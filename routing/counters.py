@@ -374,3 +374,24 @@ class Flusher:
         if self.thread.is_alive():
             self.thread.join(timeout=self.interval + 5)
         self.flush_once()
+
+
+def flush_within(counters: Counters, timeout: float) -> str | None:
+    """Flush in a daemon thread, waiting at most `timeout` seconds: None when the counts were
+    written, else why not, in one line. For a process about to exit: a flush that still waits
+    on a hung database is left to die with it."""
+    outcome: list[str | None] = []
+
+    def run() -> None:
+        try:
+            counters.flush()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(" ".join(str(exc).split()) or type(exc).__name__)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="pw-counter-final-flush", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"the database did not answer within {timeout:g} s"

@@ -297,3 +297,30 @@ def test_failing_flushes_keep_the_counts_and_a_later_one_writes_them_exactly():
     assert sum(RoutingDaily.objects.values_list("count", flat=True)) == 3 * 50 * 2
     assert sum(DSNTotal.objects.values_list("count", flat=True)) == 3 * 50 * 3
     assert counters.flush() == 0  # written once only
+
+
+def test_flush_within_gives_up_on_a_hung_database():
+    import threading
+    import time
+
+    from routing.counters import flush_within
+
+    counters = Counters(Clock(T0))
+    release = threading.Event()
+    with mock.patch.object(counters, "flush", side_effect=lambda: release.wait(30)):
+        started = time.monotonic()
+        problem = flush_within(counters, 0.2)
+        release.set()
+    assert time.monotonic() - started < 5
+    assert problem == "the database did not answer within 0.2 s"
+
+
+def test_flush_within_says_why_in_one_line():
+    from routing.counters import flush_within
+
+    counters = Counters(Clock(T0))
+    error = RuntimeError("connection refused\n\tIs the server running?")
+    with mock.patch.object(counters, "flush", side_effect=error):
+        assert flush_within(counters, 5) == "connection refused Is the server running?"
+    with mock.patch.object(counters, "flush", return_value=1):
+        assert flush_within(counters, 5) is None

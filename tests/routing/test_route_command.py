@@ -119,3 +119,15 @@ def test_no_file_and_no_envelope_is_a_usage_error(dns_site):
     result = dns_site.manage("route", input="From: a@both.test\n\n")
     assert result.returncode == 2
     assert "give a message FILE, - for stdin, or --mail-from" in result.stderr
+
+
+def test_decision_is_printed_when_the_database_is_down(dns_site):
+    """The count is lost, the decision is not: one line on stderr says so, and it exits 0."""
+    from tests.support import free_port
+
+    dns_site.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{free_port()}/poolwarden"
+    result = dns_site.manage("route", "--mail-from", "a@both.test", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sender_domain"] == "both.test"
+    unsaved = [line for line in result.stderr.splitlines() if "counts not saved" in line]
+    assert len(unsaved) == 1 and unsaved[0].startswith("counts not saved: connection failed")

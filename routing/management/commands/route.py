@@ -4,9 +4,13 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.engine import get_engine, stop_engine
+from routing.counters import flush_within
+from routing.engine import get_engine
 from routing.facts import decision_json
 from routing.message import MAX_READ
+
+# How long the decision's count may take to reach the database before the command gives up.
+FLUSH_WAIT = 5.0
 
 
 class Command(BaseCommand):
@@ -32,14 +36,14 @@ class Command(BaseCommand):
         }
         raw = self.read(file, envelope["mail_from"])
         engine = get_engine(flush_in_background=False)
-        try:
-            if raw is None:
-                facts, decision = engine.route_envelope(**envelope)
-            else:
-                facts, decision = engine.route_message(raw, **envelope)
-        finally:
-            stop_engine()
+        if raw is None:
+            facts, decision = engine.route_envelope(**envelope)
+        else:
+            facts, decision = engine.route_message(raw, **envelope)
         self.show(decision_json(facts, decision), as_json=options["json"])
+        # The decision stands without its count: a database down or hung is one line on stderr.
+        if problem := flush_within(engine.counters, FLUSH_WAIT):
+            self.stderr.write(f"counts not saved: {problem}")
 
     def read(self, file: str | None, mail_from: str | None) -> bytes | None:
         """The message named by `file`, or None for an envelope-only decision. Never reads
