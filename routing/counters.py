@@ -6,7 +6,12 @@ DSNHourly, and DSNTotal per pool only) and RoutingDaily: they hold every hour (a
 the first, so charts over weeks and years read hours or days only, and the per-minute rows can
 simply expire (reputation.tasks.roll_up_dsn_counts). Spam scores are counted per day.
 
-Nothing is written per message. A failed flush keeps the counts for the next one.
+Nothing is written per message. A failed flush keeps the counts for the next one, within a
+bound: past MAX_PENDING_KEYS keys (a long database outage) the oldest minutes are merged into
+hours, which still add up exactly in the hourly and daily tables but are missing from the
+per-minute ones; past HARD_MAX_PENDING_KEYS new decisions are not counted, and how many is
+logged. Each table's keys are written in sorted order, so that concurrent flushers lock rows
+in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import random
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
@@ -52,6 +58,59 @@ def minute_of(now: datetime) -> datetime:
 
 SAMPLES_PER_FLUSH = 200  # DSN recipients kept as evidence per flush interval and process
 ROUTED_IDS_PER_GENERATION = 100_000  # Message-IDs remembered (two generations, ~10 MB)
+# Pending keys before a failed flush merges the oldest minutes into hours, and before decisions
+# are dropped: a key takes 250-500 bytes, so at most ~150 MB. Ten seconds of ordinary traffic
+# make a few thousand keys; a day of 5,000 sources sending every minute, ~120,000 hour keys.
+MAX_PENDING_KEYS = 200_000
+HARD_MAX_PENDING_KEYS = 300_000
+
+
+@dataclass
+class Pending:
+    """Counts not written yet. Minute keys start with the minute; hour keys are minute keys
+    merged per hour (hour first), written to the hourly and daily tables only."""
+
+    routing: Counter[tuple] = field(default_factory=Counter)  # (minute, pool, reasons, source)
+    dsn: Counter[tuple] = field(default_factory=Counter)  # (minute, *DSNDimensions.KEY)
+    routing_hours: Counter[tuple] = field(default_factory=Counter)
+    dsn_hours: Counter[tuple] = field(default_factory=Counter)
+    addresses: Counter[tuple] = field(default_factory=Counter)  # (hour, source address)
+    scores: Counter[tuple] = field(default_factory=Counter)  # (day, pool, score bin)
+    samples: list[dict] = field(default_factory=list)
+
+    def keys(self) -> int:
+        return (
+            len(self.routing)
+            + len(self.dsn)
+            + len(self.routing_hours)
+            + len(self.dsn_hours)
+            + len(self.addresses)
+            + len(self.scores)
+        )
+
+    def add(self, other: Pending) -> None:
+        """Add `other`'s counts, and its samples after these, within the bound."""
+        for name in ("routing", "dsn", "routing_hours", "dsn_hours", "addresses", "scores"):
+            getattr(self, name).update(getattr(other, name))
+        self.samples = (self.samples + other.samples)[:SAMPLES_PER_FLUSH]
+
+    def merge_oldest_minutes(self, down_to: int) -> int:
+        """Merge minute keys into hour keys, oldest first, until at most `down_to` keys are
+        pending or none is left per minute; returns how many minute keys were merged."""
+        pairs = ((self.routing, self.routing_hours), (self.dsn, self.dsn_hours))
+        oldest = sorted(
+            ((key, minutes, hours) for minutes, hours in pairs for key in minutes),
+            key=lambda item: item[0][0],
+        )
+        keys, merged = self.keys(), 0
+        for key, minutes, hours in oldest:
+            if keys <= down_to:
+                break
+            hour_key = (key[0].replace(minute=0), *key[1:])
+            keys -= hour_key in hours
+            hours[hour_key] += minutes.pop(key)
+            merged += 1
+        return merged
 
 
 class Counters:
@@ -59,37 +118,51 @@ class Counters:
     spike causes, and the recent Message-IDs routed here (to tell backscatter: DSNs about
     mail this service never sent)."""
 
-    def __init__(self, clock=lambda: datetime.now(UTC), seed: int | None = None):
+    def __init__(
+        self,
+        clock=lambda: datetime.now(UTC),
+        seed: int | None = None,
+        *,
+        max_keys: int = MAX_PENDING_KEYS,
+        hard_max_keys: int = HARD_MAX_PENDING_KEYS,
+    ):
         self.clock = clock
+        self.max_keys, self.hard_max_keys = max_keys, hard_max_keys
         self.lock = threading.Lock()
-        self.routing: Counter[tuple] = Counter()
-        self.dsn: Counter[tuple] = Counter()
-        self.addresses: Counter[tuple] = Counter()  # (hour, source address)
-        self.scores: Counter[tuple] = Counter()  # (day, pool, score bin)
-        self.samples: list[dict] = []
+        self.counts = Pending()
         self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
         self.random = random.Random(seed)
         self.routed_ids: tuple[set[int], set[int]] = (set(), set())
+        self.merging = False  # past max_keys since the last successful flush (warned)
+        self.dropped = 0  # decisions not counted past hard_max_keys, not logged yet
 
     def record(self, facts: MessageFacts, decision: Decision) -> None:
         minute = minute_of(self.clock())
         source = facts.source[:255]
         with self.lock:
-            reasons = "+".join(sorted(decision.reasons)) or "none"
-            self.routing[(minute, decision.pool, reasons, source)] += 1
-            hour = minute.replace(minute=0)
-            if decision.source_ip:
-                self.addresses[(hour, decision.source_ip)] += 1
-            if decision.spam_score is not None:
-                day = hour.replace(hour=0)
-                self.scores[(day, decision.pool, score_bin(decision.spam_score))] += 1
             if not facts.is_dsn:
                 self.remember_routed(facts.message_id)
+            if self.counts.keys() >= self.hard_max_keys:
+                self.dropped += 1
                 return
-            for key in dsn_keys(facts, decision, minute, source):
-                self.dsn[key] += 1
-            for sample in dsn_samples(facts, decision, minute, source):
-                self.keep_sample(sample)
+            self.count(facts, decision, minute, source)
+
+    def count(self, facts: MessageFacts, decision: Decision, minute, source: str) -> None:
+        counts = self.counts
+        reasons = "+".join(sorted(decision.reasons)) or "none"
+        counts.routing[(minute, decision.pool, reasons, source)] += 1
+        hour = minute.replace(minute=0)
+        if decision.source_ip:
+            counts.addresses[(hour, decision.source_ip)] += 1
+        if decision.spam_score is not None:
+            day = hour.replace(hour=0)
+            counts.scores[(day, decision.pool, score_bin(decision.spam_score))] += 1
+        if not facts.is_dsn:
+            return
+        for key in dsn_keys(facts, decision, minute, source):
+            counts.dsn[key] += 1
+        for sample in dsn_samples(facts, decision, minute, source):
+            self.keep_sample(sample)
 
     def remember_routed(self, message_id: str) -> None:
         if not message_id:
@@ -111,62 +184,94 @@ class Counters:
         # Reservoir sampling: every DSN recipient of the interval is equally likely to be kept.
         self.dsn_seen += 1
         sample["routed_by_us"] = self.routed_here(sample.pop("original_message_id"))
-        if len(self.samples) < SAMPLES_PER_FLUSH:
-            self.samples.append(sample)
+        samples = self.counts.samples
+        if len(samples) < SAMPLES_PER_FLUSH:
+            samples.append(sample)
         else:
             slot = self.random.randrange(self.dsn_seen)
             if slot < SAMPLES_PER_FLUSH:
-                self.samples[slot] = sample
+                samples[slot] = sample
 
-    def drain(self) -> tuple[Counter, Counter, Counter, Counter, list[dict]]:
+    def drain(self) -> tuple[Pending, int]:
+        """What is pending, and how many decisions were dropped since the last drain."""
         with self.lock:
-            drained = self.routing, self.dsn, self.addresses, self.scores, self.samples
-            self.routing, self.dsn = Counter(), Counter()
-            self.addresses, self.scores = Counter(), Counter()
-            self.samples, self.dsn_seen = [], 0
-        return drained
+            drained, dropped = self.counts, self.dropped
+            self.counts, self.dsn_seen, self.dropped = Pending(), 0, 0
+        return drained, dropped
 
-    def restore(
-        self, routing: Counter, dsn: Counter, addresses: Counter, scores: Counter, samples: list
-    ) -> None:
+    def restore(self, pending: Pending) -> None:
+        """Take back counts a flush could not write. Merging, when they are too many, takes
+        a while (about a second per 100,000 keys): it is done here, in the flushing thread, without
+        holding the lock that routing waits for."""
+        if pending.keys() > self.max_keys:
+            self.merge(pending)
         with self.lock:
-            self.routing.update(routing)
-            self.dsn.update(dsn)
-            self.addresses.update(addresses)
-            self.scores.update(scores)
-            self.samples = (samples + self.samples)[:SAMPLES_PER_FLUSH]
+            pending.add(self.counts)  # counted since the drain: usually far fewer
+            self.counts = pending
+
+    def merge(self, pending: Pending) -> None:
+        """Merge the oldest minutes into hours, down to three quarters of max_keys (so that
+        this is rare); warns once until a flush succeeds."""
+        if not self.merging:
+            self.merging = True
+            logger.warning(
+                "counters: more than %d keys wait for the database; merging the oldest minutes "
+                "into hours (the per-minute tables will miss them, hours and days stay exact)",
+                self.max_keys,
+            )
+        pending.merge_oldest_minutes(down_to=self.max_keys * 3 // 4)
 
     def pending(self) -> int:
+        """Decisions and DSN recipients counted and not written yet."""
         with self.lock:
-            return sum(self.routing.values()) + sum(self.dsn.values())
+            counts = self.counts
+            return sum(
+                sum(c.values())
+                for c in (counts.routing, counts.dsn, counts.routing_hours, counts.dsn_hours)
+            )
 
     def flush(self) -> int:
         """Write the counts and samples; returns how many rows were written. On a database
         error everything is kept for the next flush and the error is raised."""
-        drained = self.drain()
-        routing, dsn, addresses, scores, samples = drained
-        if not routing and not dsn and not samples:
+        pending, dropped = self.drain()
+        if dropped:
+            logger.warning(
+                "counters: %d decisions were not counted (more than %d keys waited for the "
+                "database)",
+                dropped,
+                self.hard_max_keys,
+            )
+        if not pending.keys() and not pending.samples:
             return 0
         try:
             with transaction.atomic():
-                upsert("routing_routingcount", ROUTING_KEY, routing)
-                upsert("routing_routinghourly", ROUTING_HOURLY_KEY, by_hour(routing))
-                upsert("routing_routingdaily", ROUTING_DAILY_KEY, by_day(routing, keep=2))
-                upsert("routing_dsncount", DSN_KEY, dsn)
-                upsert(DSN_HOURLY_TABLE, DSN_HOURLY_KEY, by_hour(dsn))
-                upsert("routing_dsntotal", DSN_TOTAL_KEY, by_hour(dsn, keep=1))
-                upsert("routing_addresscount", ADDRESS_KEY, addresses)
-                upsert("routing_scorecount", SCORE_KEY, scores)
-                DSNSample.objects.bulk_create(DSNSample(**sample) for sample in samples)
+                write(pending)
         except Exception:
-            self.restore(*drained)
+            self.restore(pending)
             raise
-        return sum(map(len, drained))
+        with self.lock:
+            self.merging = False
+        return pending.keys() + len(pending.samples)
+
+
+def write(pending: Pending) -> None:
+    """Add `pending` to every table it feeds; merged hours go to the hourly and daily ones."""
+    upsert("routing_routingcount", ROUTING_KEY, pending.routing)
+    routing_hours = by_hour(pending.routing) + pending.routing_hours
+    upsert("routing_routinghourly", ROUTING_HOURLY_KEY, routing_hours)
+    upsert("routing_routingdaily", ROUTING_DAILY_KEY, by_day(routing_hours, keep=2))
+    upsert("routing_dsncount", DSN_KEY, pending.dsn)
+    dsn_hours = by_hour(pending.dsn) + pending.dsn_hours
+    upsert(DSN_HOURLY_TABLE, DSN_HOURLY_KEY, dsn_hours)
+    upsert("routing_dsntotal", DSN_TOTAL_KEY, by_hour(dsn_hours, keep=1))
+    upsert("routing_addresscount", ADDRESS_KEY, pending.addresses)
+    upsert("routing_scorecount", SCORE_KEY, pending.scores)
+    DSNSample.objects.bulk_create(DSNSample(**sample) for sample in pending.samples)
 
 
 def by_hour(counts: Counter, keep: int | None = None) -> Counter:
-    """Per-minute counts (the minute first in each key) summed per hour, keeping the first
-    `keep` other parts of the key (all by default)."""
+    """Per-minute (or per-hour) counts, the time first in each key, summed per hour, keeping
+    the first `keep` other parts of the key (all by default)."""
     hours: Counter = Counter()
     for key, n in counts.items():
         hours[(key[0].replace(minute=0), *key[1:][:keep])] += n
@@ -174,7 +279,8 @@ def by_hour(counts: Counter, keep: int | None = None) -> Counter:
 
 
 def by_day(counts: Counter, keep: int) -> Counter:
-    """Per-minute counts summed per UTC day, keeping the first `keep` other parts of the key."""
+    """Per-minute (or per-hour) counts summed per UTC day, keeping the first `keep` other
+    parts of the key."""
     days: Counter = Counter()
     for key, n in counts.items():
         days[(key[0].replace(hour=0, minute=0), *key[1 : 1 + keep])] += n
@@ -232,7 +338,9 @@ def upsert(table: str, key: tuple[str, ...], counts: Counter) -> None:
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET count = {table}.count + excluded.count"
     )
     adapt = connection.ops.adapt_datetimefield_value
-    rows = [(adapt(k[0]), *k[1:], n) for k, n in counts.items()]
+    # Sorted, so that every flusher locks this table's rows in the same order: two processes
+    # flushing the same keys wait for each other instead of deadlocking.
+    rows = [(adapt(k[0]), *k[1:], n) for k, n in sorted(counts.items())]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -266,3 +374,24 @@ class Flusher:
         if self.thread.is_alive():
             self.thread.join(timeout=self.interval + 5)
         self.flush_once()
+
+
+def flush_within(counters: Counters, timeout: float) -> str | None:
+    """Flush in a daemon thread, waiting at most `timeout` seconds: None when the counts were
+    written, else why not, in one line. For a process about to exit: a flush that still waits
+    on a hung database is left to die with it."""
+    outcome: list[str | None] = []
+
+    def run() -> None:
+        try:
+            counters.flush()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(" ".join(str(exc).split()) or type(exc).__name__)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="pw-counter-final-flush", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"the database did not answer within {timeout:g} s"

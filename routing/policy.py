@@ -172,7 +172,10 @@ class SnapshotCache:
     def failed(self, exc: Exception) -> None:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         if not self.failure:  # once per outage, not once per attempt
-            logger.warning("routing policy not reloaded, routing on the last one: %s", reason)
+            if self.good is None:
+                logger.warning("routing policy not loaded, nothing to route by yet: %s", reason)
+            else:
+                logger.warning("routing policy not reloaded, routing on the last one: %s", reason)
         self.failure = reason
         if self.good is not None:
             since = self.good_time.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -130,3 +130,17 @@ def start_worker(env: dict, name: str, *, quiet: bool = False) -> subprocess.Pop
         stdout=output,
         stderr=output,
     )
+
+
+def database_env(request) -> dict[str, str]:
+    """The environment of a process that uses the database this test sees: on PostgreSQL the
+    test database (the test needs transaction=True), on SQLite a migrated site of its own (an
+    in-memory test database cannot be shared between processes)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return request.getfixturevalue("site").env
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url}

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from routing.counters import Counters
+from routing.counters import Counters, minute_of
 from routing.facts import Decision, DSNRecipient, DSNReport, MessageFacts
 from routing.models import DSNCount, DSNSample, RoutingCount
 
@@ -209,3 +209,128 @@ def test_any_score_has_a_bin_even_one_whose_double_overflows(score, expected):
     from routing.models import score_bin
 
     assert score_bin(score) == expected
+
+
+def routed_per_hour(model) -> dict:
+    from django.db.models import Sum
+
+    return dict(model.objects.values_list("hour").annotate(Sum("count")).order_by("hour"))
+
+
+def record_every_minute(counters: Counters, clock: Clock, minutes: int, source=str) -> None:
+    """Two decisions a minute, one of them a DSN with three recipients."""
+    for minute in range(minutes):
+        clock.now = T0 + timedelta(minutes=minute)
+        counters.record(MessageFacts(source=source(minute)), decision())
+        counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
+
+
+def fail_to_flush(counters: Counters) -> None:
+    from django.db import OperationalError
+
+    down = mock.patch("routing.counters.upsert", side_effect=OperationalError("db down"))
+    with down, pytest.raises(OperationalError):
+        counters.flush()
+
+
+def test_past_the_bound_the_oldest_minutes_are_merged_into_hours_with_exact_totals():
+    """When a flush fails with too many keys pending, the hourly, daily and per-pool tables
+    still get every count; the per-minute tables miss the merged (oldest) minutes only."""
+    from reputation.models import DSNHourly
+    from routing.models import DSNTotal, RoutingDaily, RoutingHourly
+
+    clock = Clock(T0)
+    counters = Counters(clock, max_keys=40, hard_max_keys=1000)
+    record_every_minute(counters, clock, 120, source=lambda minute: f"10.0.0.{minute % 3}")
+    fail_to_flush(counters)
+    assert counters.counts.keys() <= 30  # three quarters of the bound
+    assert counters.pending() == 120 * (2 + 3)  # nothing lost
+    assert counters.counts.routing_hours  # merged
+    newest = max(key[0] for key in counters.counts.routing)
+    assert newest == minute_of(clock.now)  # the newest minutes are kept as they are
+    counters.flush()
+    hour = T0.replace(minute=0, second=0)
+    hours = [hour + timedelta(hours=n) for n in range(3)]
+    assert routed_per_hour(RoutingHourly) == dict(zip(hours, [90, 120, 30], strict=True))
+    assert routed_per_hour(DSNHourly) == dict(zip(hours, [135, 180, 45], strict=True))
+    assert routed_per_hour(DSNTotal) == dict(zip(hours, [135, 180, 45], strict=True))
+    assert sum(RoutingDaily.objects.values_list("count", flat=True)) == 240
+    assert 0 < sum(RoutingCount.objects.values_list("count", flat=True)) < 240
+    assert RoutingCount.objects.order_by("minute").last().minute == minute_of(clock.now)
+
+
+def test_reaching_the_bound_is_warned_about_once_until_a_flush_succeeds(caplog):
+    clock = Clock(T0)
+    counters = Counters(clock, max_keys=40, hard_max_keys=1000)
+    record_every_minute(counters, clock, 120)
+    fail_to_flush(counters)
+    record_every_minute(counters, clock, 120)
+    fail_to_flush(counters)
+    warnings = [r for r in caplog.records if "merging the oldest minutes" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    counters.flush()
+    record_every_minute(counters, clock, 120)
+    fail_to_flush(counters)
+    warnings = [r for r in caplog.records if "merging the oldest minutes" in r.getMessage()]
+    assert len(warnings) == 2  # a new outage is a new warning
+
+
+def test_past_the_hard_bound_decisions_are_dropped_and_counted_in_the_log(caplog):
+    """Every source its own key: merging cannot help, so memory stops at the hard bound."""
+    from routing.models import RoutingDaily
+
+    clock = Clock(T0)
+    counters = Counters(clock, max_keys=20, hard_max_keys=30)
+    for n in range(100):
+        counters.record(MessageFacts(source=f"sasl:customer{n}"), decision())
+    assert counters.counts.keys() == 30
+    counters.flush()
+    dropped = [r for r in caplog.records if "were not counted" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].args[0] == 100 - 29  # one key is the address
+    assert RoutingDaily.objects.get().count == 29
+    counters.flush()
+    assert len([r for r in caplog.records if "were not counted" in r.getMessage()]) == 1
+
+
+def test_failing_flushes_keep_the_counts_and_a_later_one_writes_them_exactly():
+    from routing.models import DSNTotal, RoutingDaily, RoutingHourly
+
+    clock = Clock(T0)
+    counters = Counters(clock, max_keys=40, hard_max_keys=1000)
+    for _ in range(3):
+        record_every_minute(counters, clock, 50)
+        fail_to_flush(counters)
+    assert counters.pending() == 3 * 50 * (2 + 3)
+    assert counters.flush() > 0
+    assert counters.pending() == 0 and counters.counts.keys() == 0
+    assert sum(RoutingHourly.objects.values_list("count", flat=True)) == 3 * 50 * 2
+    assert sum(RoutingDaily.objects.values_list("count", flat=True)) == 3 * 50 * 2
+    assert sum(DSNTotal.objects.values_list("count", flat=True)) == 3 * 50 * 3
+    assert counters.flush() == 0  # written once only
+
+
+def test_flush_within_gives_up_on_a_hung_database():
+    import threading
+    import time
+
+    from routing.counters import flush_within
+
+    counters = Counters(Clock(T0))
+    release = threading.Event()
+    with mock.patch.object(counters, "flush", side_effect=lambda: release.wait(30)):
+        started = time.monotonic()
+        problem = flush_within(counters, 0.2)
+        release.set()
+    assert time.monotonic() - started < 5
+    assert problem == "the database did not answer within 0.2 s"
+
+
+def test_flush_within_says_why_in_one_line():
+    from routing.counters import flush_within
+
+    counters = Counters(Clock(T0))
+    error = RuntimeError("connection refused\n\tIs the server running?")
+    with mock.patch.object(counters, "flush", side_effect=error):
+        assert flush_within(counters, 5) == "connection refused Is the server running?"
+    with mock.patch.object(counters, "flush", return_value=1):
+        assert flush_within(counters, 5) is None

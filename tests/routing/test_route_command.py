@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +121,29 @@ def test_no_file_and_no_envelope_is_a_usage_error(dns_site):
     result = dns_site.manage("route", input="From: a@both.test\n\n")
     assert result.returncode == 2
     assert "give a message FILE, - for stdin, or --mail-from" in result.stderr
+
+
+def test_decision_is_printed_when_its_count_cannot_be_saved(dns_site):
+    """The count is lost, the decision is not: one line on stderr says so, and it exits 0."""
+    database = sqlite3.connect(Path(dns_site.env["POOLWARDEN_VAR_DIR"]) / "poolwarden.sqlite3")
+    database.execute("DROP TABLE routing_routingcount")  # the policy loads, the flush fails
+    database.commit()
+    database.close()
+    result = dns_site.manage("route", "--mail-from", "a@both.test", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sender_domain"] == "both.test"
+    unsaved = [line for line in result.stderr.splitlines() if "counts not saved" in line]
+    assert len(unsaved) == 1 and "routing_routingcount" in unsaved[0]
+
+
+def test_without_a_database_at_start_route_says_so_in_one_line(dns_site):
+    """Nothing to route by: no decision (never a wrong one), no traceback, EX_TEMPFAIL (75)."""
+    from tests.support import free_port
+
+    dns_site.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{free_port()}/poolwarden"
+    result = dns_site.manage("route", "--mail-from", "a@both.test", "--json", timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("CommandError: routing policy unavailable: connection")

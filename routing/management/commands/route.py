@@ -4,9 +4,14 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.engine import get_engine, stop_engine
+from routing.counters import flush_within
+from routing.engine import get_engine
 from routing.facts import decision_json
 from routing.message import MAX_READ
+from routing.policy import PolicyUnavailable
+
+# How long the decision's count may take to reach the database before the command gives up.
+FLUSH_WAIT = 5.0
 
 
 class Command(BaseCommand):
@@ -37,9 +42,12 @@ class Command(BaseCommand):
                 facts, decision = engine.route_envelope(**envelope)
             else:
                 facts, decision = engine.route_message(raw, **envelope)
-        finally:
-            stop_engine()
+        except PolicyUnavailable as exc:  # the database was unreachable: no decision to give
+            raise CommandError(str(exc), returncode=75) from None  # EX_TEMPFAIL
         self.show(decision_json(facts, decision), as_json=options["json"])
+        # The decision stands without its count: a database down or hung is one line on stderr.
+        if problem := flush_within(engine.counters, FLUSH_WAIT):
+            self.stderr.write(f"counts not saved: {problem}")
 
     def read(self, file: str | None, mail_from: str | None) -> bytes | None:
         """The message named by `file`, or None for an envelope-only decision. Never reads

@@ -6,17 +6,15 @@ between processes)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from tests.reputation.alerts.servers import HookServer
-from tests.support import REPO, stop_group
+from tests.support import REPO, database_env, stop_group
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,16 +37,6 @@ for address in {addresses!r}:
                            codes=["127.0.0.2"], meanings=["RACE"], opened=now)
     BlocklistEvent.objects.create(kind="opened", blocklist=blocklist, address=address, created=now)
 """
-
-
-def database_env(request) -> dict[str, str]:
-    """The environment of a process that uses the database this test sees."""
-    if connection.vendor != "postgresql":
-        return request.getfixturevalue("site").env
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return {**os.environ, "DATABASE_URL": url}
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.Popen:

@@ -209,7 +209,8 @@ def test_a_report_body_is_read_and_routed_high_risk(mta, engine):
         ("add", "X-Delivery-Pool", "risky 198.51.100.1"),
         ("add", "X-Delivery-Reasons", "dsn"),
     ]
-    assert sum(engine.counters.dsn.values()) >= 1  # the report's recipients came from its body
+    # The report's recipients came from its body.
+    assert sum(engine.counters.counts.dsn.values()) >= 1
 
 
 def test_a_null_sender_is_a_dsn(mta):
@@ -237,12 +238,12 @@ def test_a_message_is_decided_without_a_thread_only_when_that_needs_no_io(engine
     milter.header("From", b"a@both.test")
     replies = milter.end_of_message_now(eom_macros("a@both.test"))
     assert replies is not None and replies[-1] == mp.packet(mp.CONTINUE)
-    assert sum(engine.counters.routing.values()) == 1
+    assert sum(engine.counters.counts.routing.values()) == 1
     # A sender domain not cached here needs a DNS lookup: nothing is consumed or counted.
     milter.header("From", b"a@new.test")
     assert milter.end_of_message_now(eom_macros("a@new.test")) is None
     assert milter.state.headers == [b"From: a@new.test"]
-    assert sum(engine.counters.routing.values()) == 1
+    assert sum(engine.counters.counts.routing.values()) == 1
     assert engine.checker.lookups == 0
     # So does a policy due for reload, spamd scoring, and a report to parse.
     engine.snapshots.invalidate()
