@@ -2,7 +2,8 @@
 spikes.detection, alerts.sending).
 
 `reputation.sweep` (started by beat) plans a run and fans its chunks out;
-`reputation.sweep_chunk` runs one. Chunks are acknowledged late and re-queued if their worker
+`reputation.sweep_chunk` runs one, and `reputation.check_rdns` checks every address's reverse
+DNS once per run. Chunks are acknowledged late and re-queued if their worker
 dies, and a chunk applied already is never applied twice (see listings.apply_chunk).
 """
 
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from reputation import schedules
 from reputation.alerts import events, sending
-from reputation.blocklists import runs
+from reputation.blocklists import rdns, runs
 from reputation.models import CheckRun, DSNHourly
 from reputation.spikes.detection import detect
 from routing.models import (
@@ -48,6 +49,8 @@ def sweep(jitter: float | None = None) -> int:
         with contextlib.suppress(DatabaseError):
             events.sweep_failed(f"{type(exc).__name__}: {exc}")
         raise
+    pool = plan.run.pool or None
+    transaction.on_commit(lambda: check_rdns.delay(pool))
     for index, chunk in enumerate(plan.chunks):
         delay = random.uniform(0, jitter) if jitter else 0
         transaction.on_commit(
@@ -71,6 +74,13 @@ def sweep_chunk(run_id: int, index: int, chunk: dict[str, list[str]]) -> None:
     if run is None:
         return  # the run was deleted meanwhile
     runs.run_chunk(run, index, chunk)
+
+
+@shared_task(name="reputation.check_rdns", autoretry_for=(DatabaseError,), max_retries=3)
+def check_rdns(pool: str | None = None) -> dict:
+    """Forward-confirmed reverse DNS of every pool address, once per sweep run."""
+    results = rdns.check_pools(pool)
+    return {"addresses": len(results), "failing": sum(bool(r.failing) for r in results)}
 
 
 @shared_task(name="reputation.detect_spikes")

@@ -21,7 +21,7 @@ from django.utils import timezone
 from reputation import schedules
 from reputation.models import AddressCheck, BlocklistEvent, CheckRun, Listing, Spike
 from reputation.models.alerts import SEVERITY_RANK, Event, KnownAddress, Severity
-from routing.models import AddressCount, Pool, RoutingCount
+from routing.models import AddressCount, Pool, PoolAddress, RoutingCount
 
 K = Event.Kind
 BLOCKED_AT_RECEIVER = "blocked-at-receiver"
@@ -248,6 +248,36 @@ def _rotation_quiet(address: str, out: bool, known: set[str], now: dt.datetime) 
     if Event.objects.filter(kind=K.ROTATION_IN, address=address, created__gte=since).exists():
         return "flapping: back in rotation a short while ago"
     return ""
+
+
+# --- reverse DNS ------------------------------------------------------------------------------
+
+
+def rdns_changed(checks: Iterable) -> None:
+    """One event per address that started failing its reverse DNS check (a warning) or passes
+    again (info); a sweep that finds it as it was raises nothing."""
+    checks = list(checks)
+    pools = dict(
+        PoolAddress.objects.filter(address__in=[c.address for c in checks]).values_list(
+            "address", "pool__name"
+        )
+    )
+    _store(_rdns_event(check, pools.get(check.address, "")) for check in checks)
+
+
+def _rdns_event(check, pool: str) -> Event:
+    failing = check.failing
+    return Event(
+        kind=K.RDNS_FAILED if failing else K.RDNS_RECOVERED,
+        severity=Severity.WARNING if failing else Severity.INFO,
+        source=f"rdns:{check.address}:{'failed' if failing else 'ok'}:{check.since.isoformat()}",
+        pool=pool,
+        address=check.address,
+        subject=f"{check.address}: reverse DNS {'fails' if failing else 'confirmed again'}"
+        + (f" ({check.get_status_display().lower()})" if failing else ""),
+        data={"status": check.status, "ptr_names": check.ptr_names, "detail": check.detail},
+        created=check.since,
+    )
 
 
 # --- spikes -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from config.env import split_nameserver
 from reputation import schedules
-from reputation.blocklists import listings
+from reputation.blocklists import listings, rdns
 from reputation.blocklists.sweep import SweepOutcome, sweep_work
 from reputation.blocklists.sweeper import UDPSweeper, ZoneLimits
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, QueryUsage
@@ -236,6 +236,7 @@ def run_now(
 
         outcomes.append(run_chunk(plan.run, index, chunk, report))
         done += size
+    rdns.check_pools(pool)
     return _report(plan, outcomes)
 
 

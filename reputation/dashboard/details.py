@@ -40,6 +40,7 @@ from reputation.models import (
     DSNHourly,
     Listing,
     QueryUsage,
+    ReverseDNSCheck,
     Spike,
     SpikeThreshold,
 )
@@ -150,6 +151,7 @@ class AddressDetail:
     listings: list[ListingRow]  # open first, then closed newest first; at most LISTING_CAP
     listings_total: int
     checks: list[CheckRow]  # the latest trusted answer per list
+    rdns: ReverseDNSCheck | None  # the latest forward-confirmed reverse DNS check
     traffic: list[tuple[datetime, int]]  # messages routed from the address per bucket
     traffic_bucket: str  # "hour" or "day" (the counts are hourly: never per minute)
     rng: TimeRange
@@ -178,6 +180,7 @@ def address_detail(
         listings=[listing_row(x, now) for x in rows],
         listings_total=total,
         checks=_checks(targets),
+        rdns=ReverseDNSCheck.objects.filter(address=address).first(),
         traffic=_traffic(address, traffic_rng),
         traffic_bucket=traffic_rng.bucket,
         rng=rng,

@@ -16,7 +16,7 @@ from django.db.models import Count
 from reputation import schedules
 from reputation.alerts.events import listing_severity
 from reputation.blocklists.sweep import unknown_total
-from reputation.models import Blocklist, CheckRun, Listing, Spike
+from reputation.models import Blocklist, CheckRun, Listing, ReverseDNSCheck, Spike
 from reputation.models.alerts import SEVERITY_RANK, Event
 from routing.models import Pool, PoolAddress, SettingChange
 
@@ -66,6 +66,17 @@ class SweepState:
     misbehaving: list[str]
 
 
+@dataclass(frozen=True)
+class ReverseDNSState:
+    checked: int  # pool addresses with a check
+    failing: list[ReverseDNSCheck]  # at most RECENT, longest failing first
+    failing_total: int
+
+    @property
+    def more(self) -> int:
+        return self.failing_total - len(self.failing)
+
+
 @dataclass
 class Overview:
     pools: list[PoolState]
@@ -75,6 +86,7 @@ class Overview:
     recent_alerts: list[Event]
     recent_changes: list[SettingChange]
     misbehaving_lists: list[Blocklist]
+    rdns: ReverseDNSState
 
     @property
     def listed_total(self) -> int:
@@ -90,7 +102,17 @@ def overview() -> Overview:
         recent_alerts=list(Event.objects.order_by("-created")[:RECENT]),
         recent_changes=list(SettingChange.objects.order_by("-created", "-id")[:RECENT]),
         misbehaving_lists=list(Blocklist.objects.filter(enabled=True, misbehaving=True)),
+        rdns=rdns_state(),
     )
+
+
+def rdns_state() -> ReverseDNSState:
+    """Reverse DNS of the addresses in pools now (a removed address's old row is left out)."""
+    # Compared in Python's terms: the address column is inet on PostgreSQL, this one text.
+    addresses = list(PoolAddress.objects.values_list("address", flat=True))
+    current = ReverseDNSCheck.objects.filter(address__in=addresses).order_by("since", "address")
+    failing = current.filter(failing=True)
+    return ReverseDNSState(current.count(), list(failing[:RECENT]), failing.count())
 
 
 def pool_states() -> list[PoolState]:

@@ -11,6 +11,7 @@ from reputation.models.blocklists import (
     Listing,
     QueryUsage,
 )
+from reputation.models.rdns import ReverseDNSCheck
 from reputation.models.schedules import ScheduleDefault
 from reputation.models.spikes import DSNHourly, Spike, SpikeThreshold
 
@@ -27,6 +28,7 @@ __all__ = [
     "Listing",
     "Notification",
     "QueryUsage",
+    "ReverseDNSCheck",
     "ScheduleDefault",
     "Spike",
     "SpikeThreshold",

@@ -38,6 +38,8 @@ class Event(models.Model):
         LIST_MISBEHAVING = "list-misbehaving", "Blocklist misbehaving"
         LIST_RECOVERED = "list-recovered", "Blocklist recovered"
         SWEEP_FAILED = "sweep-failed", "Sweep could not run"
+        RDNS_FAILED = "rdns-failed", "Reverse DNS not confirmed"
+        RDNS_RECOVERED = "rdns-recovered", "Reverse DNS confirmed again"
         TEST = "test", "Test alert"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from reputation.dashboard.overview import overview
-from reputation.models import Blocklist, CheckRun, Listing, Spike
+from reputation.models import Blocklist, CheckRun, Listing, ReverseDNSCheck, Spike
 from reputation.models.alerts import Event
 from routing.models import IPRange, Pool, PoolAddress, SettingChange
 
@@ -137,3 +137,22 @@ def test_overview_shows_the_sweep_schedule_as_stored(client, operator):
     task.enabled = False
     task.save()
     assert "No scheduled sweep" in client.get("/admin/").content.decode()
+
+
+def test_failing_reverse_dns_shows_on_the_overview_and_the_address_page(client, viewer, pools):
+    """The overview counts the failing pool addresses (not a removed one's old row) and names
+    each; the address page shows its latest check."""
+    ReverseDNSCheck.objects.create(address="192.0.2.1", status="ok", ptr_names=["mta1.example"])
+    ReverseDNSCheck.objects.create(
+        address="192.0.2.2", status="no-ptr", failing=True, detail="no PTR record: receivers"
+    )
+    ReverseDNSCheck.objects.create(address="203.0.113.99", status="no-ptr", failing=True)
+    state = overview().rdns
+    assert (state.checked, state.failing_total) == (2, 1)
+    assert [c.address for c in state.failing] == ["192.0.2.2"]
+    client.force_login(viewer)
+    page = client.get("/admin/").content.decode()
+    assert 'class="pw-rdns-failing">1</strong> of 2 addresses fail' in page
+    assert '192.0.2.2</a> <span class="pw-badge">no-ptr</span>' in page
+    address = client.get("/admin/dashboard/address/192.0.2.1/").content.decode()
+    assert 'id="pw-rdns"' in address and ">ok</span>" in address and "PTR mta1.example" in address
