@@ -70,7 +70,8 @@ class Load(threading.Thread):
 
 
 class ApiLoad(Load):
-    """POST /api/v1/route; a decision is a 200 whose JSON names a pool."""
+    """POST /api/v1/route; a decision is a 200 whose JSON names a pool (the detail says
+    whether the decision listed problems)."""
 
     def __init__(self, url: str, token: str, rate: float | None = None):
         super().__init__("api-load", rate)
@@ -87,7 +88,8 @@ class ApiLoad(Load):
         data = response.read()
         if response.status != 200:
             return False, f"HTTP {response.status}: {data[:200]!r}"
-        return True, json.loads(data)["pool"]
+        decision = json.loads(data)
+        return True, decision["pool"] + (" (problems)" if decision["problems"] else "")
 
     def close(self) -> None:
         if self.conn is not None:
