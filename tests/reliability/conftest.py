@@ -4,6 +4,8 @@ reaches them only through the proxies. Module-scoped: started once, stopped clea
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.postfix_instance import POSTFIX, PostfixInstance, Sink
@@ -62,6 +64,8 @@ def stack(db_proxy, redis_proxy, dns_server):
 
 @pytest.fixture(scope="module")
 def sink():
+    # aiosmtpd logs every SMTP command at INFO: thousands of lines that bury a failure.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     port = free_port()
     with Sink(port) as handler:
         handler.port = port
