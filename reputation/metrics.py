@@ -36,6 +36,7 @@ def routing_gauges(engine) -> str:
     database is unreachable); served without the database."""
     snapshots = engine.snapshots
     age = snapshots.age()
+    failing = snapshots.failure or snapshots.stalled() is not None
     lines = gauge(
         "poolwarden_policy_snapshot_age_seconds",
         "Seconds since this process last loaded the routing policy (-1: never).",
@@ -44,7 +45,7 @@ def routing_gauges(engine) -> str:
     lines += gauge(
         "poolwarden_policy_reload_failing",
         "1 while this process cannot reload the routing policy from the database.",
-        [line("poolwarden_policy_reload_failing", 1 if snapshots.failure else 0)],
+        [line("poolwarden_policy_reload_failing", int(bool(failing)))],
     )
     return "\n".join(lines) + "\n"
 

@@ -106,15 +106,21 @@ def stop_engine() -> None:
 
 def health(engine: Engine) -> tuple[str, str]:
     """("ok" | "degraded" | "unavailable", detail) of this process's routing snapshot:
-    degraded while it routes on a snapshot it could not reload, unavailable when it never
+    degraded while it routes on a snapshot it could not reload (or whose reload has waited on
+    the database for more than RELOAD_STALLED seconds), unavailable when it never
     had one (messages wait)."""
     snapshots = engine.snapshots
     if snapshots.current is None:
         return "unavailable", f"no routing policy loaded yet ({snapshots.failure or 'not tried'})"
+    age = snapshots.age() or 0.0
     if snapshots.failure:
-        age = snapshots.age() or 0.0
         return "degraded", (
             f"routing on a policy {age:.0f} s old; database unreachable ({snapshots.failure})"
+        )
+    if (waited := snapshots.stalled()) is not None:
+        return "degraded", (
+            f"routing on a policy {age:.0f} s old; database not answering "
+            f"(a reload has waited {waited:.0f} s)"
         )
     return "ok", ""
 

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 NORMAL, HIGH_RISK = "normal", "high-risk"
 PICK_CACHE_SIZE = 50_000
 STATEMENT_TIMEOUT = 5  # seconds a snapshot query may take on PostgreSQL
+# A reload takes milliseconds; one still waiting after this many seconds is waiting on a
+# database that does not answer (a hung link is only given up on after tcp_user_timeout).
+RELOAD_STALLED = 3.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class SnapshotCache:
         self.good_at: float | None = None  # clock() of the last successful load
         self.good_time: datetime | None = None
         self.failure = ""  # why the last reload failed ("" when it did not)
+        self.reloading_since: float | None = None  # clock() when the reload under way began
+        self.stalled_copy: tuple[float, PolicySnapshot] | None = None
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -135,7 +140,7 @@ class SnapshotCache:
     def get(self) -> PolicySnapshot:
         current = self.current
         if current is not None and (self.thread is not None or not self.due()):
-            return current
+            return current if self.reloading_since is None else self.unless_stalled(current)
         with self.lock:
             if self.current is None or (self.thread is None and self.due()):
                 self.reload()
@@ -149,14 +154,40 @@ class SnapshotCache:
     def fresh(self) -> PolicySnapshot | None:
         """The current snapshot when using it needs no I/O, else None."""
         if self.thread is not None or not self.due():
-            return self.current
+            current = self.current
+            if current is None or self.reloading_since is None:
+                return current
+            return self.unless_stalled(current)
         return None
+
+    def stalled(self) -> float | None:
+        """Seconds the reload under way has waited, when that is past RELOAD_STALLED."""
+        since = self.reloading_since
+        waited = None if since is None else self.clock() - since
+        return waited if waited is not None and waited > RELOAD_STALLED else None
+
+    def unless_stalled(self, current: PolicySnapshot) -> PolicySnapshot:
+        """`current`, with a problem while a reload has been waiting on the database for
+        longer than RELOAD_STALLED (made once per stall)."""
+        since = self.reloading_since
+        if since is None or self.stalled() is None or current is not self.good:
+            return current  # no stall, or a failed reload already says so
+        copy = self.stalled_copy
+        if copy is None or copy[0] != since:
+            problem = (
+                f"routing on the policy loaded at {self.good_time:%Y-%m-%d %H:%M:%SZ}: "
+                "database not answering (reload waiting)"
+            )
+            snapshot = dataclasses.replace(current, problems=(*current.problems, problem))
+            copy = self.stalled_copy = (since, snapshot)
+        return copy[1]
 
     def age(self) -> float | None:
         """Seconds since the last successful load; None when there was none."""
         return None if self.good_at is None else self.clock() - self.good_at
 
     def reload(self) -> None:
+        self.reloading_since = self.clock()
         try:
             snapshot = self.loader()
         except Exception as exc:  # the database may be down: keep routing on the last one
@@ -167,6 +198,8 @@ class SnapshotCache:
             self.failure = ""
             self.current = self.good = snapshot
             self.good_at, self.good_time = self.clock(), datetime.now(UTC)
+        finally:
+            self.reloading_since = None
         self.loaded_at = self.clock()
 
     def failed(self, exc: Exception) -> None:

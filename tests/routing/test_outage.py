@@ -4,6 +4,8 @@ a process that never loaded one answers 503 / 451 with the reason, never a wrong
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
 
@@ -15,7 +17,7 @@ from routing.engine import Engine, health
 from routing.mta import milter_protocol as mp
 from routing.mta.milter import PoolFilter
 from routing.mta.policyd import answer
-from routing.policy import PolicySnapshot, SnapshotCache
+from routing.policy import RELOAD_STALLED, PolicySnapshot, SnapshotCache
 from tests.routing.mta.test_milter import POLICY, eom_macros, offline_engine
 
 REQUEST = {"request": "smtpd_access_policy", "sender": "a@both.test", "recipient": "r@x.test"}
@@ -63,6 +65,42 @@ def test_health_says_ok_degraded_or_unavailable():
         engine.snapshots.get()
     state, detail = health(engine)
     assert state == "unavailable" and "port 5432 failed" in detail
+
+
+def test_a_reload_that_hangs_shows_in_decisions_and_health_within_seconds():
+    """A hung link fails no query for a long time (tcp_user_timeout, or never when a proxy
+    holds it): the stalled reload itself says that the policy in use is getting old."""
+    clock, release = [0.0], threading.Event()
+    engine = offline_engine()
+
+    def hanging() -> PolicySnapshot:
+        release.wait(10)
+        return PolicySnapshot(spam_threshold=7.0)
+
+    engine.snapshots = SnapshotCache(lambda: POLICY, refresh=0.05, clock=lambda: clock[0]).start()
+    try:
+        engine.snapshots.loader = hanging
+        wait(lambda: engine.snapshots.reloading_since is not None)
+        assert engine.snapshots.get() is POLICY and health(engine)[0] == "ok"
+        clock[0] += RELOAD_STALLED + 1
+        _, decision = engine.route_envelope(mail_from="a@both.test", rcpt_to=["r@x.test"])
+        assert decision.source_ip in POLICY.pools["normal"].addresses
+        assert any("database not answering" in problem for problem in decision.problems)
+        assert engine.snapshots.fresh() is engine.snapshots.get()  # one copy per stall
+        assert health(engine)[0] == "degraded"
+        release.set()
+        wait(lambda: engine.snapshots.get().spam_threshold == 7.0)
+        assert engine.snapshots.get().problems == () and health(engine) == ("ok", "")
+    finally:
+        release.set()
+        engine.snapshots.stop()
+
+
+def wait(condition, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 @pytest.fixture
