@@ -185,7 +185,7 @@ def milter_main_cf(options: Options) -> list[str]:
         "# Postfix's own bounces (and sendmail's mail) pass the milter too: routed and counted.",
         "# While it is down they are accepted and leave by the null-sender map above.",
         "internal_mail_filter_classes = bounce",
-        f"non_smtpd_milters = {{ {options.milter}, default_action = accept }}",
+        f"non_smtpd_milters = {{ {options.milter}, default_action=accept }}",
     ]
 
 

@@ -76,7 +76,7 @@ def test_milter_lines_defer_mail_while_poolwarden_is_down():
 def test_postfix_bounces_pass_the_milter_and_fall_back_to_the_map_while_it_is_down():
     lines = main_cf(ADDRESSES, Options(milter="unix:/run/pw/milter"))
     assert "internal_mail_filter_classes = bounce" in lines
-    assert "non_smtpd_milters = { unix:/run/pw/milter, default_action = accept }" in lines
+    assert "non_smtpd_milters = { unix:/run/pw/milter, default_action=accept }" in lines
 
 
 def test_the_adapters_default_to_unix_sockets():
