@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_delete, post_migrate, post_save
 
 
@@ -9,7 +10,9 @@ class RoutingConfig(AppConfig):
     def ready(self) -> None:
         import config.celery  # noqa: F401 - tasks sent from any process use Poolwarden's app
         from routing import access
+        from routing.checks import pool_addresses_on_host
 
+        checks.register(pool_addresses_on_host, checks.Tags.database)
         post_migrate.connect(access.grant_group_permissions, dispatch_uid="pw-groups")
         for model in ("RoutingPolicy", "Pool", "IPRange", "PoolAddress", "ApiToken"):
             post_save.connect(

@@ -2,8 +2,8 @@
 
 `PostfixInstance` writes main.cf/master.cf into a temporary directory (own queue and data
 directories, loopback only, no DNS, a literal relayhost) and runs `postfix -c DIR start`.
-`Sink` is an aiosmtpd server recording each message with the source address of the
-connection that delivered it. Used by tests/e2e/test_postfix.py and bench/postfix.py.
+`Sink` is an aiosmtpd server recording each message with the source address and the HELO
+name of the connection that delivered it. Used by tests/e2e/test_postfix.py and bench/postfix.py.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ class Delivery:
     mail_from: str
     rcpt_to: tuple[str, ...]
     data: bytes
+    helo: str = ""  # the name the delivering client gave in HELO/EHLO
 
 
 class SinkHandler:
@@ -182,6 +183,7 @@ class SinkHandler:
             mail_from=envelope.mail_from,
             rcpt_to=tuple(envelope.rcpt_tos),
             data=envelope.original_content or envelope.content,
+            helo=session.host_name or "",
         )
         with self.arrived:
             self.deliveries.append(delivery)

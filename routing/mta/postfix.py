@@ -1,9 +1,11 @@
 """Postfix configuration for the configured pools, as pure functions over pool addresses.
 
-One smtp transport per source address (`pw-127-0-0-3` for 127.0.0.3), a `milter_header_checks`
-regexp table that turns the milter's `X-Delivery-Pool: <pool> <address>` header into
-`FILTER <transport>:`, the null-sender map for Postfix's own bounces, and the milter or policy
-service lines. `postfix_config` prints them; docs/postfix.md explains them.
+One smtp transport per source address (`pw-127-0-0-3` for 127.0.0.3) that defers its mail
+when it cannot bind that address and says the address's own HELO name, a
+`milter_header_checks` regexp table that turns the milter's `X-Delivery-Pool: <pool> <address>`
+header into `FILTER <transport>:`, the milter lines (Postfix's own bounces pass the milter too)
+or the policy service lines, and the null-sender map as the bounces' fallback.
+`postfix_config` prints them; docs/postfix.md explains them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from dataclasses import dataclass
 POOL_HEADER = "X-Delivery-Pool"
 REASONS_HEADER = "X-Delivery-Reasons"
 HEADER_CHECKS_PATH = "/etc/postfix/poolwarden_header_checks"
+MILTER_SOCKET = "unix:/var/spool/postfix/poolwarden/milter"
+POLICYD_SOCKET = "unix:/var/spool/postfix/poolwarden/policy"
 ADAPTERS = ("milter", "policyd")
+# In policyd mode nothing of ours adds these headers: any copy comes from a client.
+STRIP_OWN_HEADERS = f"regexp:{{ {{/^({POOL_HEADER}|{REASONS_HEADER}):/ IGNORE}} }}"
 
 
 @dataclass(frozen=True)
@@ -25,13 +31,14 @@ class SourceAddress:
     kind: str  # "normal" or "high-risk"
     address: str
     in_rotation: bool = True
+    hostname: str = ""  # HELO name; "" = Postfix's $myhostname
 
 
 @dataclass(frozen=True)
 class Options:
     adapter: str = "milter"  # which adapter decides: "milter" or "policyd"
-    milter: str = "inet:127.0.0.1:8891"  # Postfix syntax: inet:host:port or unix:/path
-    policyd: str = "inet:127.0.0.1:8892"
+    milter: str = MILTER_SOCKET  # Postfix syntax: unix:/path or inet:host:port
+    policyd: str = POLICYD_SOCKET
     header_checks: str = HEADER_CHECKS_PATH
     nexthop: str = ""  # "" = the recipient domain (FILTER) or relayhost (bounces)
 
@@ -116,8 +123,9 @@ def high_risk_address(addresses: Sequence[SourceAddress]) -> SourceAddress | Non
 
 
 def master_cf(addresses: Iterable[SourceAddress]) -> list[str]:
-    """master.cf services: one smtp client per source address."""
-    lines = ["# One smtp client per pool address; set each smtp_helo_name to the address's PTR"]
+    """master.cf services: one smtp client per source address. An address that cannot be
+    bound defers its mail (Postfix 3.7+) rather than leaving by the host's default address."""
+    lines = ["# One smtp client per pool address, saying the address's HELO name (PTR = A)"]
     for source in addresses:
         name = transport_name(source.address)
         bind = "smtp_bind_address6" if ":" in source.address else "smtp_bind_address"
@@ -125,7 +133,8 @@ def master_cf(addresses: Iterable[SourceAddress]) -> list[str]:
             f"# pool {source.pool} ({source.kind})",
             f"{name} unix - - n - - smtp",
             f"  -o {bind}={source.address}",
-            "  -o smtp_helo_name=$myhostname",
+            "  -o smtp_bind_address_enforce=yes",
+            f"  -o smtp_helo_name={source.hostname or '$myhostname'}",
             f"  -o syslog_name=postfix/{name}",
         ]
     return lines
@@ -151,7 +160,10 @@ def null_sender_map(addresses: Sequence[SourceAddress], nexthop: str = "") -> st
 
 def main_cf(addresses: Sequence[SourceAddress], options: Options) -> list[str]:
     """main.cf lines for the chosen adapter, the bounce map and the header checks."""
-    lines = ["# Postfix's own bounces (null sender) leave by the high-risk pool"]
+    if options.adapter == "milter":
+        lines = ["# Fallback while the milter is down: Postfix's own bounces by the high-risk pool"]
+    else:
+        lines = ["# Postfix's own bounces (null sender) leave by the high-risk pool"]
     bounces = null_sender_map(addresses, options.nexthop)
     if bounces:
         lines.append(f"sender_dependent_default_transport_maps = {bounces}")
@@ -170,6 +182,10 @@ def milter_main_cf(options: Options) -> list[str]:
         "# While Poolwarden is down mail waits (4xx) instead of leaving by the wrong pool.",
         "milter_default_action = tempfail",
         f"milter_header_checks = regexp:{options.header_checks}",
+        "# Postfix's own bounces (and sendmail's mail) pass the milter too: routed and counted.",
+        "# While it is down they are accepted and leave by the null-sender map above.",
+        "internal_mail_filter_classes = bounce",
+        f"non_smtpd_milters = {{ {options.milter}, default_action=accept }}",
     ]
 
 
@@ -179,6 +195,8 @@ def policyd_main_cf(options: Options) -> list[str]:
         f"smtpd_data_restrictions = check_policy_service {options.policyd}",
         "# While Poolwarden is down mail waits (4xx) instead of leaving by the wrong pool.",
         "smtpd_policy_service_default_action = 451 4.3.5 Poolwarden policy service unavailable",
+        "# Clients' copies of the pool headers go: recipients never see a forged pool",
+        f"header_checks = {STRIP_OWN_HEADERS}",
     ]
 
 
@@ -206,5 +224,6 @@ def load_addresses() -> list[SourceAddress]:
 
     rows = PoolAddress.objects.select_related("pool").order_by("pool__kind", "pool__name", "id")
     return [
-        SourceAddress(row.pool.name, row.pool.kind, row.address, row.in_rotation) for row in rows
+        SourceAddress(row.pool.name, row.pool.kind, row.address, row.in_rotation, row.hostname)
+        for row in rows
     ]

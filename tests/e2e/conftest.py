@@ -44,13 +44,18 @@ take_listed_out = false
 SPAMD_CF = "use_bayes 0\nbayes_auto_learn 0\nskip_rbl_checks 1\n"
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_port(port: int | str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until something listens on loopback `port` or on the unix socket at path `port`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"{proc.args} exited with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            if isinstance(port, str):
+                with socket.socket(socket.AF_UNIX) as client:
+                    client.connect(port)
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
@@ -58,25 +63,26 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 class Daemon:
-    """`manage.py <command> --listen 127.0.0.1:<port>` of a site, restartable."""
+    """`manage.py <command> --listen 127.0.0.1:<port>` (or `unix:<path>`) of a site,
+    restartable."""
 
-    def __init__(self, site: Site, command: str, *args: str):
+    def __init__(self, site: Site, command: str, *args: str, path: str = ""):
         self.site, self.command, self.args = site, command, args
-        self.port = free_port()
+        self.port, self.path = free_port(), path
+        self.listen = f"unix:{path}" if path else f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives with the daemon; a pipe could fill
 
     def start(self) -> None:
-        listen = f"127.0.0.1:{self.port}"
         self.stderr.seek(0)
         self.stderr.truncate()
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", self.command, "--listen", listen, *self.args],
+            [sys.executable, "manage.py", self.command, "--listen", self.listen, *self.args],
             cwd=REPO,
             env=self.site.env,
             stderr=self.stderr,
         )
-        wait_port(self.port, self.proc)
+        wait_port(self.path or self.port, self.proc)
 
     def stop(self) -> None:
         """SIGTERM; the daemon must exit 0 without a traceback."""
@@ -127,14 +133,16 @@ def spamd():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def make_site(site_template: Site, base: Path, dns_server, spamd_port: int | None) -> Site:
+def make_site(
+    site_template: Site, base: Path, dns_server, spamd_port: int | None, config: str = CONFIG
+) -> Site:
     var_dir = base / "site-var"
     shutil.copytree(site_template.env["POOLWARDEN_VAR_DIR"], var_dir)
     site = Site(var_dir)
     site.env["POOLWARDEN_NAMESERVERS"] = dns_server.nameserver
     site.env["POOLWARDEN_DNS_TIMEOUT"] = "2"
     site.env["POOLWARDEN_FLUSH_INTERVAL"] = "3600"  # counters reach the database only on stop
-    config = CONFIG.format(
+    config = config.format(
         spamd_enabled=str(spamd_port is not None).lower(), spamd_port=spamd_port or 783
     )
     (base / "poolwarden.toml").write_text(config)

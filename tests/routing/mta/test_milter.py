@@ -316,3 +316,32 @@ def test_adapters_listen_on_a_unix_socket_and_stop_cleanly_on_sigterm(site, comm
     _, stderr = proc.communicate(timeout=20)
     shutil.rmtree(path.parent, ignore_errors=True)
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("sender_macro", "reasons"),
+    [(b"{mail_addr}\0\0", "dsn"), (b"", "dns-unknown, dsn")],  # no macro: the From's domain
+)
+def test_a_bounce_from_postfix_cleanup_is_routed_and_counted(sender_macro, reasons):
+    """Postfix's own bounce reaches non_smtpd_milters with no client, no SASL login and an
+    empty {mail_addr} (or none, if milter_mail_macros lost it): still a DSN, high-risk,
+    counted per recipient."""
+    engine = offline_engine()
+    raw = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_bytes()
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    milter = PoolFilter(engine)
+    for line in head.decode().replace("\n ", " ").replace("\n\t", " ").splitlines():
+        name, _, value = line.partition(":")
+        milter.header(name, value.strip().encode())
+    assert milter.body(body)
+    macros = mp.Macros()
+    macros.define(mp.MAIL + sender_macro)
+    macros.define(mp.RCPT + b"{rcpt_addr}\0alice@example.test\0")
+    assert milter.end_of_message_now(macros) is None  # a report: parsed in a thread
+    replies = milter.end_of_message(macros)
+    assert replies[:2] == [
+        mp.add_header("X-Delivery-Pool", "risky 198.51.100.1"),
+        mp.add_header("X-Delivery-Reasons", reasons),
+    ]
+    statuses = {key[-2] for key in engine.counters.dsn}
+    assert statuses and all(status.startswith("5.") for status in statuses)

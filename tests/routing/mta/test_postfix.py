@@ -21,7 +21,7 @@ from routing.mta.postfix import (
 )
 
 ADDRESSES = [
-    SourceAddress("normal", "normal", "192.0.2.1"),
+    SourceAddress("normal", "normal", "192.0.2.1", hostname="mail1.example.net"),
     SourceAddress("normal", "normal", "2001:db8::25"),
     SourceAddress("risky", "high-risk", "198.51.100.1", in_rotation=False),
     SourceAddress("risky", "high-risk", "198.51.100.2"),
@@ -37,7 +37,19 @@ def test_master_cf_binds_each_transport_to_its_address():
     text = "\n".join(master_cf(ADDRESSES))
     assert "pw-192-0-2-1 unix - - n - - smtp\n  -o smtp_bind_address=192.0.2.1" in text
     assert "  -o smtp_bind_address6=2001:db8::25" in text
-    assert text.count("-o smtp_helo_name=") == 4
+
+
+def test_every_transport_defers_when_its_address_cannot_be_bound():
+    text = "\n".join(master_cf(ADDRESSES))
+    assert text.count("  -o smtp_bind_address_enforce=yes") == len(ADDRESSES)
+
+
+def test_each_transport_says_its_address_hostname_else_myhostname():
+    helo = [line.strip() for line in master_cf(ADDRESSES) if "smtp_helo_name" in line]
+    assert helo == [
+        "-o smtp_helo_name=mail1.example.net",
+        *["-o smtp_helo_name=$myhostname"] * 3,
+    ]
 
 
 def test_header_checks_map_the_pool_header_to_the_address_transport():
@@ -61,10 +73,29 @@ def test_milter_lines_defer_mail_while_poolwarden_is_down():
     assert any(line.startswith("sender_dependent_default_transport_maps = ") for line in lines)
 
 
+def test_postfix_bounces_pass_the_milter_and_fall_back_to_the_map_while_it_is_down():
+    lines = main_cf(ADDRESSES, Options(milter="unix:/run/pw/milter"))
+    assert "internal_mail_filter_classes = bounce" in lines
+    assert "non_smtpd_milters = { unix:/run/pw/milter, default_action=accept }" in lines
+
+
+def test_the_adapters_default_to_unix_sockets():
+    assert Options().milter.startswith("unix:/") and Options().policyd.startswith("unix:/")
+
+
 def test_policyd_lines_use_a_data_restriction_and_no_header_table():
     text = render(ADDRESSES, Options(adapter="policyd", policyd="inet:127.0.0.1:9"))
     assert "smtpd_data_restrictions = check_policy_service inet:127.0.0.1:9" in text
     assert "milter" not in text.replace("Poolwarden", "")
+
+
+def test_policyd_lines_strip_client_copies_of_the_pool_headers():
+    lines = main_cf(ADDRESSES, Options(adapter="policyd"))
+    value = next(line for line in lines if line.startswith("header_checks = "))
+    pattern = re.search(r"/(.*)/ IGNORE", value)[1]
+    for header in ("X-Delivery-Pool: normal 192.0.2.1", "x-delivery-reasons: none"):
+        assert re.match(pattern, header, re.IGNORECASE)
+    assert not re.match(pattern, "X-Delivery-Poolside: 1", re.IGNORECASE)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +140,14 @@ def test_command_refuses_a_bad_socket_with_status_2():
     with pytest.raises(CommandError) as error:
         call_command("postfix_config", "--milter", "nowhere")
     assert error.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_command_writes_each_address_hostname_as_its_helo(capsys):
+    from routing.models import PoolAddress
+
+    PoolAddress.objects.filter(address="198.51.100.1").update(hostname="out1.example.net")
+    call_command("postfix_config", "--section", "master")
+    out = capsys.readouterr().out
+    assert "-o smtp_bind_address=198.51.100.1\n  -o smtp_bind_address_enforce=yes\n" in out
+    assert "  -o smtp_helo_name=out1.example.net\n" in out
