@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.postfix_instance import PostfixInstance  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from tests.support import LOOPBACK_POOLS, free_port  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="pw-bench-postfix-"))
 WORK.chmod(0o755)
@@ -60,18 +60,7 @@ VARIANTS = {
     "policyd": ("policyd", "policyd", "unix"),
 }
 SENDER = "bench@both.test"
-CONFIG = """\
-[[pools]]
-name = "normal"
-kind = "normal"
-ranges = ["127.0.0.2/32", "127.0.0.4/32"]
-
-[[pools]]
-name = "high-risk"
-kind = "high-risk"
-ranges = ["127.0.0.3/32"]
-take_listed_out = false
-"""
+CONFIG = LOOPBACK_POOLS
 
 
 def site_env(nameserver: str) -> dict[str, str]:

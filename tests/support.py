@@ -15,6 +15,19 @@ from typing import NoReturn
 
 import pytest
 
+# Two loopback pools as `config_import` takes them: the benches' and the stacks' sites.
+LOOPBACK_POOLS = """\
+[[pools]]
+name = "normal"
+kind = "normal"
+ranges = ["127.0.0.2/32", "127.0.0.4/32"]
+
+[[pools]]
+name = "high-risk"
+kind = "high-risk"
+ranges = ["127.0.0.3/32"]
+take_listed_out = false
+"""
 REPO = Path(__file__).resolve().parent.parent
 DSN_SAMPLES = REPO / "tests" / "routing" / "samples" / "dsn"  # real DSNs of real MTAs
 

@@ -16,22 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support import REPO, free_port, stop_group, wait_for_http
+from tests.support import LOOPBACK_POOLS, REPO, free_port, stop_group, wait_for_http
 
 POSTGRES = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
-CONFIG = """\
-[[pools]]
-name = "normal"
-kind = "normal"
-ranges = ["127.0.0.2/32", "127.0.0.4/32"]
-
-[[pools]]
-name = "high-risk"
-kind = "high-risk"
-ranges = ["127.0.0.3/32"]
-take_listed_out = false
-"""
+CONFIG = LOOPBACK_POOLS
 ISSUE_TOKEN = "from routing.tokens import issue; print(issue(name='outage')[1])"  # the token, once
 
 
