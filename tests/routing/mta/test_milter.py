@@ -343,5 +343,5 @@ def test_a_bounce_from_postfix_cleanup_is_routed_and_counted(sender_macro, reaso
         mp.add_header("X-Delivery-Pool", "risky 198.51.100.1"),
         mp.add_header("X-Delivery-Reasons", reasons),
     ]
-    statuses = {key[-2] for key in engine.counters.dsn}
+    statuses = {key[-2] for key in engine.counters.counts.dsn}
     assert statuses and all(status.startswith("5.") for status in statuses)
