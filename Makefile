@@ -12,7 +12,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	tests/system-deps
-	$(BIN)/pytest -n 3 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
 # Any manage.py command with the project's Python: make manage ARGS="route --mail-from a@b.example"
 manage: $(VENV)/.installed
