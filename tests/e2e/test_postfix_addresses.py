@@ -51,7 +51,7 @@ ranges = ["127.0.0.3/32", "127.0.0.5/32"]
 take_listed_out = false
 hostnames = {{ "127.0.0.3" = "risky-a.pw.test" }}
 """
-IP = "/usr/sbin/ip"
+IP = "/sbin/ip"  # iproute2 installs it here, merged /usr or not
 
 
 @pytest.fixture(scope="module")
