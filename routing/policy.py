@@ -138,9 +138,9 @@ class SnapshotCache:
         self.after_reload: list = []  # callables run in the refresher after each reload
 
     def get(self) -> PolicySnapshot:
-        current = self.current
-        if current is not None and (self.thread is not None or not self.due()):
-            return current if self.reloading_since is None else self.unless_stalled(current)
+        snapshot = self.fresh()
+        if snapshot is not None:
+            return snapshot
         with self.lock:
             if self.current is None or (self.thread is None and self.due()):
                 self.reload()
@@ -153,12 +153,10 @@ class SnapshotCache:
 
     def fresh(self) -> PolicySnapshot | None:
         """The current snapshot when using it needs no I/O, else None."""
-        if self.thread is not None or not self.due():
-            current = self.current
-            if current is None or self.reloading_since is None:
-                return current
-            return self.unless_stalled(current)
-        return None
+        if self.thread is None and self.due():
+            return None
+        current = self.current
+        return None if current is None else self.unless_stalled(current)
 
     def stalled(self) -> float | None:
         """Seconds the reload under way has waited, when that is past RELOAD_STALLED."""
@@ -174,13 +172,15 @@ class SnapshotCache:
             return current  # no stall, or a failed reload already says so
         copy = self.stalled_copy
         if copy is None or copy[0] != since:
-            problem = (
-                f"routing on the policy loaded at {self.good_time:%Y-%m-%d %H:%M:%SZ}: "
-                "database not answering (reload waiting)"
-            )
-            snapshot = dataclasses.replace(current, problems=(*current.problems, problem))
-            copy = self.stalled_copy = (since, snapshot)
+            copy = self.stalled_copy = (since, self.last_good("not answering (reload waiting)"))
         return copy[1]
+
+    def last_good(self, why: str) -> PolicySnapshot:
+        """The last snapshot loaded, with a problem saying why routing goes on from it."""
+        problem = (
+            f"routing on the policy loaded at {self.good_time:%Y-%m-%d %H:%M:%SZ}: database {why}"
+        )
+        return dataclasses.replace(self.good, problems=(*self.good.problems, problem))
 
     def age(self) -> float | None:
         """Seconds since the last successful load; None when there was none."""
@@ -211,9 +211,7 @@ class SnapshotCache:
                 logger.warning("routing policy not reloaded, routing on the last one: %s", reason)
         self.failure = reason
         if self.good is not None:
-            since = self.good_time.strftime("%Y-%m-%d %H:%M:%SZ")
-            problem = f"routing on the policy loaded at {since}: database unreachable ({reason})"
-            self.current = dataclasses.replace(self.good, problems=(*self.good.problems, problem))
+            self.current = self.last_good(f"unreachable ({reason})")
 
     def invalidate(self) -> None:
         self.loaded_at = float("-inf")
