@@ -198,8 +198,11 @@ class DomainChecker:
         self.local.set(domain, result, ttl)
         return result
 
+    def shared_usable(self) -> bool:
+        return self.shared is not None and time.monotonic() >= self.shared_down_until
+
     def shared_get(self, key: str):
-        if self.shared is None or time.monotonic() < self.shared_down_until:
+        if not self.shared_usable():
             return None
         try:
             return self.shared.get(key)
@@ -208,7 +211,7 @@ class DomainChecker:
             return None
 
     def shared_set(self, key: str, value, ttl: float) -> None:
-        if self.shared is None or time.monotonic() < self.shared_down_until:
+        if not self.shared_usable():
             return
         try:
             self.shared.set(key, value, timeout=ttl)

@@ -23,9 +23,7 @@ class Engine:
     def route(self, facts: MessageFacts) -> Decision:
         policy = self.snapshots.get()
         lookup = self.checker.check(facts.sender_domain) if facts.sender_domain else None
-        decision = classify.decide(facts, policy, lookup)
-        self.counters.record(facts, decision)
-        return decision
+        return self.decide(facts, policy, lookup)
 
     def route_now(self, facts: MessageFacts) -> Decision | None:
         """The decision when it needs no I/O (a policy that is not due for reload, a sender
@@ -38,6 +36,10 @@ class Engine:
             lookup = self.checker.cached(facts.sender_domain)
             if lookup is None:
                 return None
+        return self.decide(facts, policy, lookup)
+
+    def decide(self, facts: MessageFacts, policy, lookup) -> Decision:
+        """Classify and count: the one place both `route` and `route_now` end."""
         decision = classify.decide(facts, policy, lookup)
         self.counters.record(facts, decision)
         return decision
