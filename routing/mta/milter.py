@@ -183,6 +183,11 @@ class PoolFilter:
         self.engine = engine
         self.state, self.limit = MessageState(), 0
 
+    def reset(self) -> MessageState:
+        """The message's state, replaced by a fresh one for the next message."""
+        state, self.state, self.limit = self.state, MessageState(), 0
+        return state
+
     def header(self, name: str, value: bytes) -> None:
         self.state.add_header(name, value)
 
@@ -209,15 +214,15 @@ class PoolFilter:
             decision = self.engine.route_now(facts) if facts is not None else None
         except Exception:  # never let a bug send mail by the wrong pool: it waits instead
             logger.exception("routing failed; message deferred")
-            self.state, self.limit = MessageState(), 0
+            self.reset()
             return [packet(TEMPFAIL)]
         if decision is None:
             return None
-        self.state, self.limit = MessageState(), 0
+        self.reset()
         return replies(header_changes(decision, state.own_headers))
 
     def end_of_message(self, macros: Macros) -> list[bytes]:
-        state, self.state, self.limit = self.state, MessageState(), 0
+        state = self.reset()
         read_envelope(state, macros)
         try:
             result = changes(state, self.engine)
@@ -229,7 +234,7 @@ class PoolFilter:
         return replies(result)
 
     def abort(self) -> None:
-        self.state, self.limit = MessageState(), 0
+        self.reset()
 
 
 def read_envelope(state: MessageState, macros: Macros) -> None:
