@@ -15,7 +15,8 @@ from typing import NoReturn
 
 import pytest
 
-# Two loopback pools as `config_import` takes them: the benches' and the stacks' sites.
+# Two loopback pools as `config_import` takes them: the sites of the benches, the e2e tests
+# and the reliability stack.
 LOOPBACK_POOLS = """\
 [[pools]]
 name = "normal"

@@ -18,11 +18,12 @@ import pytest
 
 from tests.conftest import Site
 from tests.postfix_instance import POSTFIX, PostfixInstance, Sink
-from tests.support import REPO, free_port, require_tool
+from tests.support import LOOPBACK_POOLS, REPO, free_port, require_tool
 
 SPAMD = "/usr/sbin/spamd"
 
-CONFIG = """\
+CONFIG = (
+    """\
 [routing]
 spam_threshold = 5.0
 trusted_score_headers = ["X-Spam-Score"]
@@ -30,17 +31,9 @@ spamd_enabled = {spamd_enabled}
 spamd_address = "127.0.0.1:{spamd_port}"
 spamd_timeout = 10.0
 
-[[pools]]
-name = "normal"
-kind = "normal"
-ranges = ["127.0.0.2/32", "127.0.0.4/32"]
-
-[[pools]]
-name = "high-risk"
-kind = "high-risk"
-ranges = ["127.0.0.3/32"]
-take_listed_out = false
 """
+    + LOOPBACK_POOLS
+)
 SPAMD_CF = "use_bayes 0\nbayes_auto_learn 0\nskip_rbl_checks 1\n"
 
 
