@@ -43,7 +43,7 @@ from routing.mta.milter_protocol import (
     packet,
     strings,
 )
-from routing.mta.postfix import Listen
+from routing.mta.postfix import Listen, unix_listener
 
 logger = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -235,12 +235,10 @@ class MilterServer:
         """Raises OSError when `listen` cannot be used."""
         self.loop = asyncio.get_running_loop()
         if listen.path:
-            remove_socket(listen.path)  # a stale one from an earlier run
             self.server = await self.loop.create_unix_server(
-                lambda: Session(self), path=listen.path
+                lambda: Session(self), sock=unix_listener(listen.path)
             )
             self.path = listen.path
-            os.chmod(listen.path, 0o666)  # Postfix runs as another user; guard the directory
         else:
             self.server = await self.loop.create_server(
                 lambda: Session(self), listen.host, listen.port, reuse_address=True

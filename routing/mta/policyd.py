@@ -10,18 +10,16 @@ socket.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import socketserver
-import stat
 import threading
 from collections.abc import Iterable
 
 from routing.engine import Engine
 from routing.facts import Decision
-from routing.mta.postfix import Listen, filter_action
+from routing.mta.postfix import Listen, filter_action, unix_listener
 from routing.policy import PolicyUnavailable
 
 logger = logging.getLogger(__name__)
@@ -153,9 +151,7 @@ def make_server(listen: Listen) -> socketserver.BaseServer:
     if not listen.path:
         server_class = TCP6Server if ":" in listen.host else TCPServer
         return server_class((listen.host, listen.port), Handler)
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(listen.path).st_mode):
-            os.unlink(listen.path)  # a stale socket from an earlier run
-    server = UnixServer(listen.path, Handler)
-    os.chmod(listen.path, 0o666)  # Postfix runs as another user; guard it by the directory
+    server = UnixServer(listen.path, Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = unix_listener(listen.path, server.request_queue_size)
     return server

@@ -10,8 +10,12 @@ or the policy service lines, and the null-sender map as the bounces' fallback.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import re
+import socket
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -70,6 +74,31 @@ class Listen:
             return f"unix:{self.path}"
         family = "inet6" if ":" in self.host else "inet"
         return f"{family}:{self.port}@{self.host}"
+
+
+def unix_listener(path: str, backlog: int = 128) -> socket.socket:
+    """A listening unix socket at `path` that appears already writable by everyone (Postfix
+    runs as another user; the directory guards it): bound under a temporary name, opened up,
+    then renamed into place, so neither Postfix nor anyone else sees it half made. A stale
+    socket at `path` from an earlier run is replaced. Raises OSError."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise FileExistsError(f"{path} exists and is not a socket")
+    temporary = f"{path}.{os.getpid()}.new"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(temporary)
+        os.chmod(temporary, 0o666)
+        sock.listen(backlog)
+        os.replace(temporary, path)
+    except OSError:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return sock
 
 
 def parse_listen(text: str) -> Listen:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import stat
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,6 +21,7 @@ from routing.mta.postfix import (
     parse_listen,
     render,
     transport_name,
+    unix_listener,
 )
 
 ADDRESSES = [
@@ -151,3 +155,25 @@ def test_command_writes_each_address_hostname_as_its_helo(capsys):
     out = capsys.readouterr().out
     assert "-o smtp_bind_address=198.51.100.1\n  -o smtp_bind_address_enforce=yes\n" in out
     assert "  -o smtp_helo_name=out1.example.net\n" in out
+
+
+def test_a_unix_listener_appears_writable_replaces_a_stale_socket_and_spares_other_files(tmp_path):
+    path = tmp_path / "milter"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # left behind by a run that died
+    stale.close()
+    sock = unix_listener(str(path))
+    try:
+        mode = os.stat(path).st_mode
+        assert stat.S_ISSOCK(mode) and mode & 0o666 == 0o666
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["milter"]  # no temporary left
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(path))
+        client.close()
+    finally:
+        sock.close()
+    path.unlink()
+    path.write_text("not a socket")
+    with pytest.raises(FileExistsError):
+        unix_listener(str(path))
+    assert path.read_text() == "not a socket"
