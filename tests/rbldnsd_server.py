@@ -195,8 +195,8 @@ def rewrite_nxdomain(reply: bytes) -> bytes:
 
 class Proxy:
     """A UDP DNS proxy on loopback in front of `upstream`: drops a `loss` fraction of the
-    replies (chosen by a seeded random generator) and every reply about the name `lose`,
-    and optionally rewrites NXDOMAIN."""
+    replies (chosen by a seeded random generator) and every reply about the name `lose` (of
+    type `lose_type` only, when given: 1 = A, 16 = TXT), and optionally rewrites NXDOMAIN."""
 
     def __init__(
         self,
@@ -204,11 +204,13 @@ class Proxy:
         *,
         loss: float = 0.0,
         lose: str = "",
+        lose_type: int = 0,
         rewrite: bool = False,
         seed: int = 5,
     ):
         self.upstream, self.loss, self.rewrite = (HOST, upstream), loss, rewrite
         self.lose = _wire(lose) if lose else b""
+        self.lose_type = struct.pack("!H", lose_type) if lose_type else b""
         self.random = random.Random(seed)
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.front.bind((HOST, 0))
@@ -254,7 +256,8 @@ class Proxy:
         client = self.clients.get(struct.unpack("!H", data[:2])[0])
         if client is None:
             return
-        lost = self.lose and self.lose in data.lower()
+        question = data[12 : 12 + len(self.lose) + 2].lower()
+        lost = self.lose and question.startswith(self.lose) and question.endswith(self.lose_type)
         if lost or (self.loss and self.random.random() < self.loss):
             self.dropped += 1
             return

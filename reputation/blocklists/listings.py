@@ -5,11 +5,18 @@ closes after `clean_to_close` consecutive clean answers; an unknown answer chang
 `apply_chunk()` applies one chunk of a run's outcome to the database exactly once (a retried
 chunk finds its `ChunkDone` row and does nothing), and `refresh_rotation()` takes addresses of
 pools that want it out of rotation while a major list lists them.
+
+Writes follow changes, not answers: an `AddressCheck` is written when its answer, its clean
+streak (which counts while a listing is open, and rests at `clean_to_close` otherwise) or its
+missed state changes, and on every
+answer of a list planned per pair (a daily cap); what a run found per list goes in one row
+per list (`ListSweep`) when the run is complete. `last_answered()` puts the two together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,13 +34,16 @@ from reputation.models import (
     CheckRun,
     ChunkDone,
     Listing,
+    ListSweep,
     QueryUsage,
+    SweepLease,
 )
 from routing import engine
 from routing.models import PoolAddress
 
 NONE, OPEN, CLOSE, UPDATE = "none", "open", "close", "update"
 MIN_FRESH, MAX_FRESH = 60, 86400  # bounds on how long an answer's TTL defers a re-check
+LEASE = dt.timedelta(minutes=15)  # a run that applied no chunk for this long lets its lists go
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,18 @@ def transition(
     return PairState(state.listed, streak), NONE
 
 
-def apply_chunk(run: CheckRun, index: int, outcome: SweepOutcome, pools: dict[str, str]) -> bool:
+def apply_chunk(
+    run: CheckRun,
+    index: int,
+    outcome: SweepOutcome,
+    pools: dict[str, str],
+    *,
+    per_pair: Iterable[str] = (),
+) -> bool:
     """Apply one chunk's outcome; False if that chunk was applied already (a retry).
 
-    `pools` maps each address to its pool's name.
+    `pools` maps each target to its pool's name; `per_pair` names the lists whose every
+    answer is written (they are planned per pair).
     """
     with transaction.atomic():
         try:
@@ -67,11 +85,11 @@ def apply_chunk(run: CheckRun, index: int, outcome: SweepOutcome, pools: dict[st
                 ChunkDone.objects.create(run=run, index=index)
         except IntegrityError:
             return False
-        lists = {b.zone: b for b in Blocklist.objects.all()}
-        mark_self_tests(outcome, [lists[z] for z in _zones(outcome) if z in lists])
+        lists = {b.zone: b for b in Blocklist.objects.filter(zone__in=_zones(outcome))}
         trusted = [r for r in outcome.trusted() if r.zone in lists]
-        _apply_results(run, trusted, lists, pools)
-        _count(run, outcome)
+        now = timezone.now()
+        _apply_results(run, trusted, lists, pools, set(per_pair), now)
+        _count(run, outcome, now)
         refresh_rotation(pools)
     return True
 
@@ -93,62 +111,125 @@ def mark_self_tests(outcome: SweepOutcome, blocklists: Iterable[Blocklist]) -> N
         blocklist.save(update_fields=["misbehaving", "misbehaving_reason"])
 
 
+CHECK_FIELDS = ("pk", "address", "blocklist_id", "status", "codes", "clean_streak")
+CHECK_FIELDS += ("checked", "missed_run")
+
+
 def _apply_results(
-    run: CheckRun, results: list[Result], lists: dict[str, Blocklist], pools: dict[str, str]
+    run: CheckRun,
+    results: list[Result],
+    lists: dict[str, Blocklist],
+    pools: dict[str, str],
+    per_pair: set[str],
+    now: dt.datetime,
 ) -> None:
-    addresses = {r.target for r in results}
-    checks = {
-        (c.address, c.blocklist_id): c for c in AddressCheck.objects.filter(address__in=addresses)
-    }
-    open_listings = {
-        (item.address, item.blocklist_id): item
-        for item in Listing.objects.filter(address__in=addresses, closed__isnull=True)
-    }
-    now = timezone.now()
-    new_checks, changed_checks = [], []
+    ids = [b.pk for b in lists.values()]
+    found = AddressCheck.objects.filter(address__in={r.target for r in results}, blocklist__in=ids)
+    rows = {(row[1], row[2]): row for row in found.values_list(*CHECK_FIELDS)}
+    listed = Listing.objects.filter(
+        address__in={r.target for r in results}, blocklist__in=ids, closed__isnull=True
+    )
+    open_listings = {(item.address, item.blocklist_id): item for item in listed}
+    new, changed, missed = [], [], []
     for result in results:
         blocklist = lists[result.zone]
         key = (result.target, blocklist.pk)
-        listing = open_listings.get(key)
-        check = checks.get(key)
-        state = PairState(listing is not None, check.clean_streak if check else 0)
+        listing, row = open_listings.get(key), rows.get(key)
+        state = PairState(listing is not None, row[5] if row else 0)
         state, action = transition(state, result.verdict, blocklist.clean_to_close)
         _act(action, run, result, blocklist, listing, pools, now)
-        if result.verdict.status == dnsbl.UNKNOWN:
+        verdict = result.verdict
+        if verdict.status == dnsbl.UNKNOWN:
+            if row is not None:
+                missed.append((row, pools.get(result.target, "")))
             continue
-        if check is None:
-            new_checks.append(_new_check(result, blocklist, state, now))
-        else:
-            _update_check(check, result, state, now)
-            changed_checks.append(check)
-    AddressCheck.objects.bulk_create(new_checks)
+        # The streak counts only while a listing is open; otherwise it rests at the top.
+        top = max(blocklist.clean_to_close, 1)
+        streak = min(state.clean_streak, top) if state.listed else top
+        codes = list(verdict.codes)
+        if row is None:
+            new.append(
+                AddressCheck(
+                    address=result.target,
+                    blocklist=blocklist,
+                    status=verdict.status,
+                    codes=codes,
+                    clean_streak=streak,
+                    checked=now,
+                    fresh_until=_fresh_until(verdict, now),
+                )
+            )
+        elif (row[3], row[4], row[5], row[7]) != (verdict.status, codes, streak, None) or (
+            result.zone in per_pair
+        ):
+            changed.append(
+                AddressCheck(
+                    pk=row[0],
+                    status=verdict.status,
+                    codes=codes,
+                    clean_streak=streak,
+                    checked=now,
+                    fresh_until=_fresh_until(verdict, now),
+                    missed_run=None,
+                )
+            )
+    AddressCheck.objects.bulk_create(new, batch_size=2000)
     AddressCheck.objects.bulk_update(
-        changed_checks, ["status", "codes", "clean_streak", "checked", "fresh_until"]
+        changed,
+        ["status", "codes", "clean_streak", "checked", "fresh_until", "missed_run"],
+        batch_size=500,
     )
+    _missed(run, missed)
+
+
+def _missed(run: CheckRun, missed: list[tuple[tuple, str]]) -> None:
+    """Pairs with a trusted answer before and none in this run: `checked` keeps when they
+    were last answered, `missed_run` says that this run's sweep of the list does not count."""
+    answered = Answered()
+    rows = [
+        AddressCheck(pk=row[0], checked=answered(row[2], pool, row[6], row[7]), missed_run=run.pk)
+        for row, pool in missed
+    ]
+    AddressCheck.objects.bulk_update(rows, ["checked", "missed_run"], batch_size=500)
+
+
+class Answered:
+    """When a pair was last answered: the later of its own `checked` and the list's last
+    complete sweep of the pair's pool (or of every pool) after the pair's `missed_run`.
+    Remembers each list's last sweep per pool."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, str], tuple[int, dt.datetime] | None] = {}
+
+    def __call__(
+        self, blocklist_id: int, pool: str, checked: dt.datetime, missed_run: int | None
+    ) -> dt.datetime:
+        key = (blocklist_id, pool)
+        if key not in self.last:
+            sweeps = ListSweep.objects.filter(blocklist_id=blocklist_id, pool__in=["", pool])
+            self.last[key] = sweeps.order_by("-run_id").values_list("run_id", "checked").first()
+        last = self.last[key]
+        if last is None or last[0] <= (missed_run or 0):
+            return checked
+        return max(checked, last[1])
+
+
+def last_answered(checks: Iterable[AddressCheck], pools: dict[str, str]) -> dict[int, dt.datetime]:
+    """When each pair was last answered (see `Answered`), by AddressCheck id; `pools` gives
+    each target's pool."""
+    answered = Answered()
+    return {
+        c.pk: answered(c.blocklist_id, pools.get(c.address, ""), c.checked, c.missed_run)
+        for c in checks
+    }
 
 
 def _fresh_until(verdict: dnsbl.Verdict, now: dt.datetime) -> dt.datetime:
-    return now + dt.timedelta(seconds=min(max(verdict.ttl, MIN_FRESH), MAX_FRESH))
+    return now + dt.timedelta(seconds=_ttl(verdict))
 
 
-def _new_check(
-    result: Result, blocklist: Blocklist, state: PairState, now: dt.datetime
-) -> AddressCheck:
-    return AddressCheck(
-        address=result.target,
-        blocklist=blocklist,
-        status=result.verdict.status,
-        codes=list(result.verdict.codes),
-        clean_streak=state.clean_streak,
-        checked=now,
-        fresh_until=_fresh_until(result.verdict, now),
-    )
-
-
-def _update_check(check: AddressCheck, result: Result, state: PairState, now: dt.datetime) -> None:
-    check.status, check.codes = result.verdict.status, list(result.verdict.codes)
-    check.clean_streak, check.checked = state.clean_streak, now
-    check.fresh_until = _fresh_until(result.verdict, now)
+def _ttl(verdict: dnsbl.Verdict) -> int:
+    return min(max(verdict.ttl, MIN_FRESH), MAX_FRESH)
 
 
 def _act(
@@ -174,7 +255,8 @@ def _act(
         )
         _event(BlocklistEvent.Kind.OPENED, blocklist, result.target, describe(verdict), now)
     elif action == UPDATE and listing is not None:
-        wanted = (list(verdict.codes), list(verdict.meanings), verdict.reason)
+        reason = verdict.reason if result.reason_known else listing.reason
+        wanted = (list(verdict.codes), list(verdict.meanings), reason)
         if (listing.codes, listing.meanings, listing.reason) != wanted:
             listing.codes, listing.meanings, listing.reason = wanted
             listing.save(update_fields=["codes", "meanings", "reason"])
@@ -196,7 +278,9 @@ def describe(verdict: dnsbl.Verdict) -> str:
     return f"{text}: {verdict.reason}" if verdict.reason else text
 
 
-def _count(run: CheckRun, outcome: SweepOutcome) -> None:
+def _count(run: CheckRun, outcome: SweepOutcome, now: dt.datetime) -> None:
+    """Add the chunk to its run; the chunk that completes the run writes its ListSweeps and
+    releases its lists."""
     counts = outcome.counts()
     CheckRun.objects.filter(pk=run.pk).update(
         chunks_done=F("chunks_done") + 1,
@@ -212,21 +296,75 @@ def _count(run: CheckRun, outcome: SweepOutcome) -> None:
         for kind, number in kinds.items():
             merged[kind] = merged.get(kind, 0) + number
     locked.misbehaving.update(outcome.misbehaving)
-    if locked.chunks_done >= locked.chunks and locked.finished is None:
+    _swept(locked.swept, outcome, now)
+    complete = locked.chunks_done >= locked.chunks and locked.finished is None
+    if complete:
         locked.finished = timezone.now()
-    locked.save(update_fields=["errors", "misbehaving", "finished"])
+        _list_sweeps(locked)
+    locked.save(update_fields=["errors", "misbehaving", "swept", "finished"])
+    held = SweepLease.objects.filter(run=run)
+    if complete:
+        held.update(run=None, until=now)  # released
+    else:
+        held.update(until=now + LEASE)  # renewed
+    _use(outcome)
+
+
+def _swept(swept: dict, outcome: SweepOutcome, now: dt.datetime) -> None:
+    """Per list: the first answer time, the earliest TTL expiry and the answers so far."""
+    at = now.timestamp()
+    for result in outcome.trusted():
+        if result.verdict.status == dnsbl.UNKNOWN:
+            continue
+        entry = swept.setdefault(result.zone, {"checked": at, "fresh": math.inf, "answers": 0})
+        entry["checked"] = min(entry["checked"], at)
+        entry["fresh"] = min(entry["fresh"], at + _ttl(result.verdict))
+        entry["answers"] += 1
+
+
+def _list_sweeps(run: CheckRun) -> None:
+    lists = dict(Blocklist.objects.filter(zone__in=list(run.swept)).values_list("zone", "pk"))
+    moment = dt.datetime.fromtimestamp
+    ListSweep.objects.bulk_create(
+        [
+            ListSweep(
+                run=run,
+                blocklist_id=lists[zone],
+                pool=run.pool,
+                checked=moment(entry["checked"], dt.UTC),
+                fresh_until=moment(entry["fresh"], dt.UTC),
+                answers=entry["answers"],
+            )
+            for zone, entry in run.swept.items()
+            if zone in lists
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def count_queries(run: CheckRun, outcome: SweepOutcome) -> None:
+    """Queries sent outside a chunk (the run's self-test): on the run and the daily caps."""
+    CheckRun.objects.filter(pk=run.pk).update(queries=F("queries") + outcome.queries)
     _use(outcome)
 
 
 def _use(outcome: SweepOutcome) -> None:
     """Count every datagram sent to each list (self-tests, TXT, retries) against its cap."""
-    per_zone = outcome.queries_by_zone
     today = timezone.localdate()
-    for blocklist in Blocklist.objects.filter(zone__in=per_zone):
-        usage, _ = QueryUsage.objects.get_or_create(blocklist=blocklist, day=today)
-        QueryUsage.objects.filter(pk=usage.pk).update(
-            queries=F("queries") + per_zone[blocklist.zone]
-        )
+    ids = dict(
+        Blocklist.objects.filter(zone__in=list(outcome.queries_by_zone)).values_list("zone", "pk")
+    )
+    for zone, queries in outcome.queries_by_zone.items():
+        if zone not in ids:
+            continue
+        usage = QueryUsage.objects.filter(blocklist_id=ids[zone], day=today)
+        if usage.update(queries=F("queries") + queries):
+            continue
+        try:
+            with transaction.atomic():
+                QueryUsage.objects.create(blocklist_id=ids[zone], day=today, queries=queries)
+        except IntegrityError:  # another chunk created it meanwhile
+            usage.update(queries=F("queries") + queries)
 
 
 def refresh_rotation(pools: dict[str, str]) -> int:

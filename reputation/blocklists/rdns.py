@@ -140,7 +140,8 @@ def check_pools(pool: str | None = None) -> list[Result]:
 @transaction.atomic
 def record(results: Iterable[Result]) -> list[ReverseDNSCheck]:
     """Store each result as its address's latest; returns the rows whose failing state
-    changed (an event was raised for each)."""
+    changed (an event was raised for each). A row is written only when its result changed;
+    the others get this check's time in one statement per thousand addresses."""
     from reputation.alerts import events
 
     results = list(results)
@@ -149,16 +150,34 @@ def record(results: Iterable[Result]) -> list[ReverseDNSCheck]:
         address__in=[r.address for r in results]
     )
     rows = {row.address: row for row in found}
-    changed = []
+    new, written, same, changed = [], [], [], []
     for result in results:
-        row = rows.get(result.address) or ReverseDNSCheck(address=result.address, since=now)
+        row = rows.get(result.address)
+        if row is None:
+            row = ReverseDNSCheck(address=result.address, since=now, failing=False)
+            new.append(row)
         failing = row.failing if result.failing is None else result.failing
+        values = (result.status, list(result.ptr_names), result.helo, result.detail, failing)
+        if row.pk is not None and values == (
+            row.status,
+            row.ptr_names,
+            row.helo,
+            row.detail,
+            row.failing,
+        ):
+            same.append(row.pk)
+            continue
         if failing != row.failing:
             row.since = now
             changed.append(row)
-        row.failing = failing
-        row.status, row.ptr_names, row.helo = result.status, list(result.ptr_names), result.helo
-        row.detail, row.checked = result.detail, now
-        row.save()
+        row.status, row.ptr_names, row.helo, row.detail, row.failing = values
+        row.checked = now
+        if row.pk is not None:
+            written.append(row)
+    ReverseDNSCheck.objects.bulk_create(new, batch_size=1000)
+    fields = ["status", "ptr_names", "helo", "detail", "failing", "since", "checked"]
+    ReverseDNSCheck.objects.bulk_update(written, fields, batch_size=500)
+    for start in range(0, len(same), 1000):
+        ReverseDNSCheck.objects.filter(pk__in=same[start : start + 1000]).update(checked=now)
     events.rdns_changed(changed)
     return changed

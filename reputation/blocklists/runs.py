@@ -1,55 +1,100 @@
 """Check runs: what a sweep covers, split into chunks, and each chunk's execution.
 
-`start_run()` records a `CheckRun` and plans its chunks: each chunk is a mapping
-zone -> addresses due for a look-up. A scheduled run skips pairs whose last answer's TTL has
-not passed and spreads each list's daily cap over the rest of the day; `check_blocklists`
-checks everything now (within the cap). `run_chunk()` sweeps one chunk and applies it, once.
+`start_run()` records a `CheckRun`, leases its lists (a list that another run is still
+sweeping is left out of this one and named in `skipped`: runs never overlap on a list),
+self-tests each leased list once (a list that fails is not asked in this run), and plans
+chunks of `CHUNK_ADDRESSES` pool addresses in id order. A chunk is small, plain data: its
+first and last address id, the lists to ask of every address (and HELO name) in that range,
+and, for the few lists that are asked of some pairs only, exactly which. Planning reads no
+per-pair state of lists without a daily cap, so it takes seconds at any scale, and a chunk
+loads only its own addresses. `run_chunk()` sweeps one chunk and applies it, once.
+
+What is due: `check_blocklists` (force) asks everything now. A scheduled run asks a list
+without a daily cap again once the shortest TTL of its answers in its last complete run has
+passed (at least 60 s: `listings.MIN_FRESH`), and before that only the pairs it has no trusted
+answer for (new addresses, and those whose last answer was unknown). A list with
+`max_per_day` is planned per pair: a pair whose own TTL has not passed waits, and the run takes
+only its share of what is left of today's cap, stalest first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from config.env import split_nameserver
 from reputation import schedules
-from reputation.blocklists import listings, rdns
-from reputation.blocklists.sweep import SweepOutcome, sweep_work
+from reputation.blocklists import dnsbl, listings, rdns
+from reputation.blocklists.sweep import SweepOutcome, self_test, sweep_work
 from reputation.blocklists.sweeper import UDPSweeper, ZoneLimits
-from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, QueryUsage
+from reputation.models import (
+    AddressCheck,
+    Blocklist,
+    CheckRun,
+    Listing,
+    ListSweep,
+    QueryUsage,
+    SweepLease,
+)
 from routing.models import Pool, PoolAddress
 
-CHUNK_ADDRESSES = 256
-Chunk = dict[str, list[str]]  # zone -> addresses
+CHUNK_ADDRESSES = 1024
+Chunk = dict  # {"first": id, "last": id, "zones": [zone, ...], "picked": {zone: [target, ...]}}
+IPV4_SAMPLE, IPV6_SAMPLE = "192.0.2.1", "2001:db8::1"
 
 
 class RunError(ValueError):
     """A run cannot start as asked (unknown pool or list); the message is for a person."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """One pool address as a run sees it."""
+
+    id: int
+    address: str
+    hostname: str
+    pool: str
+
+
 @dataclass
 class RunPlan:
     run: CheckRun
     chunks: list[Chunk] = field(default_factory=list)
+    lookups: int = 0  # planned, for progress
+    self_test: SweepOutcome = field(default_factory=SweepOutcome)
 
 
-def pool_addresses(pool: str | None = None) -> dict[str, str]:
-    """Every address of every pool (or of `pool`), with its pool's name; and every HELO/rDNS
-    name of those addresses (for the domain lists), with its pool's name."""
-    rows = PoolAddress.objects.select_related("pool").order_by("pool__name", "id")
+def pool_targets(pool: str | None = None) -> list[Target]:
+    """Every address of every pool (or of `pool`), in id order."""
+    rows = PoolAddress.objects.order_by("id")
     if pool is not None:
         if not Pool.objects.filter(name=pool).exists():
             names = ", ".join(Pool.objects.order_by("name").values_list("name", flat=True))
             raise RunError(f"no pool named {pool!r} (pools: {names or 'none'})")
         rows = rows.filter(pool__name=pool)
-    targets = {row.address: row.pool.name for row in rows}
-    targets.update({row.hostname: row.pool.name for row in rows if row.hostname})
-    return targets
+    return [Target(*row) for row in rows.values_list("id", "address", "hostname", "pool__name")]
+
+
+def pool_addresses(pool: str | None = None) -> dict[str, str]:
+    """Every address of every pool (or of `pool`), with its pool's name; and every HELO/rDNS
+    name of those addresses (for the domain lists), with its pool's name."""
+    return _pools_of(pool_targets(pool))
+
+
+def _pools_of(targets: Iterable[Target]) -> dict[str, str]:
+    pools = {}
+    for target in targets:
+        pools[target.address] = target.pool
+        if target.hostname:
+            pools.setdefault(target.hostname, target.pool)
+    return pools
 
 
 def chosen_blocklists(zones: list[str] | None = None) -> list[Blocklist]:
@@ -84,64 +129,172 @@ def make_resolver(
     )
 
 
+def daily_cap(blocklist: Blocklist) -> int:
+    """The list's daily query cap; 0 when it has none."""
+    return blocklist.max_per_day
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
 def start_run(
     *, trigger: str, pool: str | None = None, zones: list[str] | None = None, force: bool = False
 ) -> RunPlan:
-    """Record a run and plan its chunks (raises RunError on an unknown pool or list)."""
-    addresses = pool_addresses(pool)
+    """Record a run, lease and self-test its lists, and plan its chunks (raises RunError on
+    an unknown pool or list)."""
+    targets = pool_targets(pool)
     blocklists = chosen_blocklists(zones)
     # Admins may have disabled a list, changed its weight or a pool's rotation setting.
-    listings.refresh_rotation(addresses)
-    work, deferred = due_work(list(addresses), blocklists, force=force)
-    chunks = split(work, list(addresses))
-    run = CheckRun.objects.create(
-        trigger=trigger,
-        pool=pool or "",
-        zones=list(zones or []),
-        chunks=len(chunks),
-        addresses=len(addresses),
-        deferred=deferred,
-        finished=timezone.now() if not chunks else None,
-    )
-    return RunPlan(run, chunks)
-
-
-def due_work(
-    addresses: list[str], blocklists: list[Blocklist], *, force: bool
-) -> tuple[Chunk, int]:
-    """Per zone, the addresses to look up now; and how many pairs wait for a later run."""
+    listings.refresh_rotation(_pools_of(targets))
     now = timezone.now()
-    work, deferred = {}, 0
-    for blocklist in blocklists:
-        spec = blocklist.spec()
-        wanted = [a for a in addresses if spec.applies_to(a)]
-        due = wanted if force else _not_fresh(blocklist, wanted, now)
-        allowed = _allowance(blocklist, now, spread=not force)
-        if allowed is not None and len(due) > allowed:
-            due = _stalest(blocklist, due)[:allowed]
-        deferred += len(wanted) - len(due)
-        work[blocklist.zone] = due
-    return work, deferred
-
-
-def _not_fresh(blocklist: Blocklist, addresses: list[str], now: dt.datetime) -> list[str]:
-    fresh = set(
-        AddressCheck.objects.filter(
-            blocklist=blocklist, address__in=addresses, fresh_until__gt=now
-        ).values_list("address", flat=True)
+    run = CheckRun.objects.create(
+        trigger=trigger, pool=pool or "", zones=list(zones or []), addresses=len(targets)
     )
-    return [a for a in addresses if a not in fresh]
+    leased, run.skipped = lease(run, blocklists, now)
+    tested = _self_test(run, leased)
+    usable = [b for b in leased if b.zone not in tested.misbehaving]
+    release(run, [b for b in leased if b.zone in tested.misbehaving])
+    plan = RunPlan(run, self_test=tested)
+    whole, picked, run.deferred, plan.lookups = due(targets, usable, force=force, now=now)
+    plan.chunks = split(targets, whole, picked)
+    run.chunks, run.misbehaving = len(plan.chunks), dict(tested.misbehaving)
+    if not plan.chunks:
+        run.finished = timezone.now()
+        release(run)
+    run.save(update_fields=["skipped", "deferred", "chunks", "misbehaving", "finished"])
+    return plan
 
 
-def _allowance(blocklist: Blocklist, now: dt.datetime, *, spread: bool) -> int | None:
-    """How many look-ups this run may make on a list with a daily cap (None: no cap).
+def lease(
+    run: CheckRun, blocklists: list[Blocklist], now: dt.datetime
+) -> tuple[list[Blocklist], dict[str, str]]:
+    """The lists `run` may sweep (no other run holds them), and why each other one may not."""
+    SweepLease.objects.bulk_create(
+        [SweepLease(blocklist=b, until=now) for b in blocklists], ignore_conflicts=True
+    )
+    leased, skipped = [], {}
+    for blocklist in blocklists:
+        free = SweepLease.objects.filter(blocklist=blocklist, until__lte=now)
+        if free.update(run=run, until=now + listings.LEASE):
+            leased.append(blocklist)
+            continue
+        holder = SweepLease.objects.filter(blocklist=blocklist).values_list("run_id", flat=True)
+        skipped[blocklist.zone] = f"run {holder.first()} is still sweeping it"
+    return leased, skipped
+
+
+def release(run: CheckRun, blocklists: list[Blocklist] | None = None) -> None:
+    """Give up `run`'s lease on these lists (all of them by default)."""
+    held = SweepLease.objects.filter(run=run)
+    if blocklists is not None:
+        held = held.filter(blocklist__in=blocklists)
+    held.update(run=None, until=timezone.now())
+
+
+def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:
+    """RFC 5782 §5, once per run: which lists fail (an event on each change)."""
+    if not blocklists:
+        return SweepOutcome()
+    outcome = self_test([b.spec() for b in blocklists], make_resolver(blocklists))
+    listings.mark_self_tests(outcome, blocklists)
+    listings.count_queries(run, outcome)
+    return outcome
+
+
+def families(targets: Iterable[Target]) -> dict[str, list[str]]:
+    """The targets each kind of list answers for: IPv4 and IPv6 addresses, and HELO names."""
+    kinds: dict[str, list[str]] = {"ipv4": [], "ipv6": [], "names": []}
+    for target in targets:
+        kinds["ipv6" if ":" in target.address and _v6(target.address) else "ipv4"].append(
+            target.address
+        )
+    kinds["names"] = list(dict.fromkeys(t.hostname for t in targets if t.hostname))
+    return kinds
+
+
+def _v6(address: str) -> bool:
+    ip = dnsbl.ip_or_none(address)
+    return ip is not None and ip.version == 6  # an IPv4-mapped address is asked as IPv4
+
+
+def applicable(spec: dnsbl.ListSpec, kinds: dict[str, list[str]]) -> list[str]:
+    """The targets of `kinds` that the list answers for."""
+    if spec.kind == dnsbl.DOMAIN:
+        return kinds["names"]
+    found = []
+    if spec.applies_to(IPV4_SAMPLE):
+        found += kinds["ipv4"]
+    if spec.applies_to(IPV6_SAMPLE):
+        found += kinds["ipv6"]
+    return found
+
+
+def due(
+    targets: list[Target], blocklists: list[Blocklist], *, force: bool, now: dt.datetime
+) -> tuple[list[str], dict[str, list[str]], int, int]:
+    """The lists to ask of every target; per list, the targets to ask when only some are due;
+    how many pairs wait for a later run; and how many look-ups are planned."""
+    kinds = families(targets)
+    whole, picked, deferred, lookups = [], {}, 0, 0
+    for blocklist in blocklists:
+        wanted = applicable(blocklist.spec(), kinds)
+        if not wanted:
+            continue
+        if daily_cap(blocklist):
+            asked = _within_cap(blocklist, wanted, force=force, now=now)
+            picked[blocklist.zone] = asked
+        elif force or not _list_fresh(blocklist, now):
+            whole.append(blocklist.zone)
+            asked = wanted
+        else:
+            asked = _unanswered(blocklist, wanted)
+            picked[blocklist.zone] = asked
+        deferred += len(wanted) - len(asked)
+        lookups += len(asked)
+    return whole, {zone: asked for zone, asked in picked.items() if asked}, deferred, lookups
+
+
+def _list_fresh(blocklist: Blocklist, now: dt.datetime) -> bool:
+    """Whether the list's last complete sweep of every pool is younger than its answers' TTL."""
+    last = ListSweep.objects.filter(blocklist=blocklist, pool="").order_by("-run_id")
+    fresh_until = last.values_list("fresh_until", flat=True).first()
+    return fresh_until is not None and fresh_until > now
+
+
+def _unanswered(blocklist: Blocklist, wanted: list[str]) -> list[str]:
+    """The targets the list has no trusted answer for: new ones, and those whose last
+    answer was unknown."""
+    answered = AddressCheck.objects.filter(blocklist=blocklist, missed_run__isnull=True)
+    found = set(answered.values_list("address", flat=True))
+    return [target for target in wanted if target not in found]
+
+
+def _within_cap(
+    blocklist: Blocklist, wanted: list[str], *, force: bool, now: dt.datetime
+) -> list[str]:
+    """A capped list's pairs to ask now: those whose own TTL has passed (all, when forced),
+    stalest first, no more than this run's share of what is left of today's cap."""
+    if force:
+        asked = wanted
+    else:
+        fresh = AddressCheck.objects.filter(
+            blocklist=blocklist, fresh_until__gt=now, missed_run__isnull=True
+        )
+        fresh_targets = set(fresh.values_list("address", flat=True))
+        asked = [target for target in wanted if target not in fresh_targets]
+    allowed = _allowance(blocklist, now, spread=not force)
+    if len(asked) > allowed:
+        asked = _stalest(blocklist, asked)[:allowed]
+    return asked
+
+
+def _allowance(blocklist: Blocklist, now: dt.datetime, *, spread: bool) -> int:
+    """How many look-ups this run may make on a list with a daily cap.
 
     A scheduled run takes its share of what is left today, one sweep interval's worth.
     """
-    if not blocklist.max_per_day:
-        return None
     used = QueryUsage.objects.filter(blocklist=blocklist, day=timezone.localdate(now))
-    left = blocklist.max_per_day - sum(used.values_list("queries", flat=True))
+    left = daily_cap(blocklist) - sum(used.values_list("queries", flat=True))
     if left <= 0:
         return 0
     if not spread:
@@ -154,27 +307,39 @@ def _allowance(blocklist: Blocklist, now: dt.datetime, *, spread: bool) -> int |
     return math.ceil(left * share)
 
 
-def _stalest(blocklist: Blocklist, addresses: list[str]) -> list[str]:
+def _stalest(blocklist: Blocklist, targets: list[str]) -> list[str]:
     checked = dict(
-        AddressCheck.objects.filter(blocklist=blocklist, address__in=addresses).values_list(
-            "address", "checked"
-        )
+        AddressCheck.objects.filter(blocklist=blocklist).values_list("address", "checked")
     )
     never = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return sorted(addresses, key=lambda a: checked.get(a, never))
+    return sorted(targets, key=lambda target: checked.get(target, never))
 
 
-def split(work: Chunk, order: list[str], size: int | None = None) -> list[Chunk]:
-    """Chunks of at most `size` addresses each, every address with all its due zones."""
+def split(
+    targets: list[Target], whole: list[str], picked: dict[str, list[str]], size: int = 0
+) -> list[Chunk]:
+    """Chunks of at most `size` addresses in id order; a HELO name goes with the first
+    address that has it. A chunk without anything to ask is left out."""
     size = size or CHUNK_ADDRESSES
-    chunks = []
-    for start in range(0, len(order), size):
-        group = set(order[start : start + size])
-        chunk = {zone: [a for a in addrs if a in group] for zone, addrs in work.items()}
-        chunk = {zone: addrs for zone, addrs in chunk.items() if addrs}
-        if chunk:
-            chunks.append(chunk)
-    return chunks
+    groups = [targets[start : start + size] for start in range(0, len(targets), size)]
+    home: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for target in group:
+            home[target.address] = index
+            if target.hostname:
+                home.setdefault(target.hostname, index)
+    picks: list[dict[str, list[str]]] = [{} for _ in groups]
+    for zone, asked in picked.items():
+        for target in asked:
+            picks[home[target]].setdefault(zone, []).append(target)
+    return [
+        {"first": group[0].id, "last": group[-1].id, "zones": list(whole), "picked": picks[i]}
+        for i, group in enumerate(groups)
+        if whole or picks[i]
+    ]
+
+
+# --- a chunk ------------------------------------------------------------------------------
 
 
 def run_chunk(
@@ -184,13 +349,59 @@ def run_chunk(
     progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:
     """Sweep one chunk and apply it (a chunk applied already is swept but not re-applied)."""
-    blocklists = list(Blocklist.objects.filter(zone__in=list(chunk)))
-    work = [(b.spec(), chunk[b.zone]) for b in blocklists]
-    outcome = sweep_work(work, make_resolver(blocklists, progress))
-    addresses = {a for addrs in chunk.values() for a in addrs}
-    pools = {a: p for a, p in pool_addresses().items() if a in addresses}
-    listings.apply_chunk(run, index, outcome, pools)
+    if "first" not in chunk:  # queued by an earlier version: zone -> targets
+        chunk = {"zones": [], "picked": chunk}
+    targets = chunk_targets(run, chunk)
+    zones = {*chunk["zones"], *chunk["picked"]}
+    blocklists = list(Blocklist.objects.filter(zone__in=zones))
+    kinds = families(targets)
+    kinds["names"] = _own_names(targets, chunk)
+    pools = _pools_of(targets)
+    work = []
+    for blocklist in blocklists:
+        spec = blocklist.spec()
+        if blocklist.zone in chunk["zones"]:
+            asked = applicable(spec, kinds)
+        else:
+            asked = [t for t in chunk["picked"][blocklist.zone] if t in pools]
+        if asked:
+            work.append((spec, asked))
+    outcome = sweep_work(work, make_resolver(blocklists, progress), self_test=False)
+    per_pair = {b.zone for b in blocklists if daily_cap(b)}
+    listings.apply_chunk(run, index, outcome, pools, per_pair=per_pair)
     return outcome
+
+
+def chunk_targets(run: CheckRun, chunk: Chunk) -> list[Target]:
+    """The chunk's addresses in the run's scope; for a chunk of an earlier version, those
+    that carry its targets."""
+    rows = PoolAddress.objects.order_by("id")
+    if run.pool:
+        rows = rows.filter(pool__name=run.pool)
+    if "first" in chunk:
+        rows = rows.filter(id__gte=chunk["first"], id__lte=chunk["last"])
+    else:
+        named = {t for asked in chunk["picked"].values() for t in asked}
+        rows = rows.filter(address__in=named) | rows.filter(hostname__in=named)
+    return [Target(*row) for row in rows.values_list("id", "address", "hostname", "pool__name")]
+
+
+def _own_names(targets: list[Target], chunk: Chunk) -> list[str]:
+    """The HELO names this chunk asks: those whose first address (by id, in any pool) is one
+    of its own, so that a name several addresses share is asked once per run."""
+    names = list(dict.fromkeys(t.hostname for t in targets if t.hostname))
+    if not names or "first" not in chunk:
+        return names
+    first = PoolAddress.objects.filter(hostname__in=names).values("hostname")
+    homes = {
+        row["hostname"]
+        for row in first.annotate(first=Min("id"))
+        if chunk["first"] <= row["first"] <= chunk["last"]
+    }
+    return [name for name in names if name in homes]
+
+
+# --- check_blocklists ---------------------------------------------------------------------
 
 
 @dataclass
@@ -204,12 +415,14 @@ class Report:
     seconds: float
     addresses: int
     run: int
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {
             "listed": self.listed,
             "errors": self.errors,
             "misbehaving": self.misbehaving,
+            "skipped": self.skipped,
             "queries": self.queries,
             "seconds": round(self.seconds, 3),
             "addresses": self.addresses,
@@ -225,45 +438,45 @@ def run_now(
 ) -> Report:
     """One whole sweep in this process (check_blocklists); raises RunError on bad input."""
     plan = start_run(trigger=CheckRun.Trigger.COMMAND, pool=pool, zones=zones, force=True)
-    total = sum(len(addrs) for chunk in plan.chunks for addrs in chunk.values())
-    outcomes, done = [], 0
+    outcomes, done = [plan.self_test], 0
     for index, chunk in enumerate(plan.chunks):
-        size = sum(len(addrs) for addrs in chunk.values())
 
         def report(n: int, _: int, base: int = done) -> None:
             if progress is not None:
-                progress(min(base + n, total), total)
+                progress(min(base + n, plan.lookups), plan.lookups)
 
-        outcomes.append(run_chunk(plan.run, index, chunk, report))
-        done += size
+        outcome = run_chunk(plan.run, index, chunk, report)
+        outcomes.append(outcome)
+        done += len(outcome.results)
     rdns.check_pools(pool)
     return _report(plan, outcomes)
 
 
 def _report(plan: RunPlan, outcomes: list[SweepOutcome]) -> Report:
-    addresses = pool_addresses(plan.run.pool or None)
-    zones = {zone for chunk in plan.chunks for zone in chunk} or set(plan.run.zones)
     errors = [
         {"zone": r.zone, "address": r.target, "kind": r.verdict.error}
         for outcome in outcomes
         for r in outcome.results
         if r.verdict.status == "unknown"
     ]
-    misbehaving = sorted({z for o in outcomes for z in o.misbehaving} & zones)
     return Report(
-        listed=listed_now(list(addresses), plan.run.zones),
+        listed=listed_now(plan.run.pool or None, plan.run.zones),
         errors=errors,
-        misbehaving=misbehaving,
+        misbehaving=sorted(plan.run.misbehaving),
         queries=sum(o.queries for o in outcomes),
         seconds=sum(o.seconds for o in outcomes),
-        addresses=len(addresses),
+        addresses=plan.run.addresses,
         run=plan.run.pk,
+        skipped=dict(plan.run.skipped),
     )
 
 
-def listed_now(addresses: list[str], zones: list[str]) -> list[dict]:
-    """Open listings of these addresses on the named lists (or on every enabled one)."""
-    listed = Listing.objects.filter(closed__isnull=True, address__in=addresses)
+def listed_now(pool: str | None, zones: list[str]) -> list[dict]:
+    """Open listings of the addresses (and HELO names) of every pool, or of `pool`, on the
+    named lists (or on every enabled one)."""
+    rows = PoolAddress.objects.filter(pool__name=pool) if pool else PoolAddress.objects.all()
+    ours = Q(address__in=rows.values("address")) | Q(address__in=rows.values("hostname"))
+    listed = Listing.objects.filter(ours, closed__isnull=True)
     if zones:
         listed = listed.filter(blocklist__zone__in=zones)
     else:

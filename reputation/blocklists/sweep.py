@@ -1,9 +1,12 @@
 """One sweep of targets (addresses, names) against blocklists, without a database.
 
-`sweep()` self-tests every list (RFC 5782 §5) in the same burst of queries as the real
-lookups, interprets every answer, asks for the TXT reason of each listing only, and returns a
-`SweepOutcome`. Results of a list that failed its self-test are returned but flagged: the
-caller must not apply them.
+`self_test()` asks every list its RFC 5782 §5 test points and says which fail. `sweep_work()`
+looks the targets up, interprets every answer, asks for the TXT reason of each listing of a
+list that passed, and returns a `SweepOutcome`; with `self_test=True` (`sweep()`) the
+self-test goes in the same burst of queries and results of a list that failed it are returned
+but flagged: the caller must not apply them. A run self-tests once (`runs.start_run`) and its
+chunks sweep without. A listing whose TXT look-up got no answer has `reason_known` False: the
+reason stored before stands.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class Result(NamedTuple):
     target: str
     zone: str
     verdict: Verdict
+    reason_known: bool = True  # False: a listing whose TXT look-up went unanswered
 
 
 @dataclass
@@ -32,6 +36,7 @@ class SweepOutcome:
     queries: int = 0  # datagrams sent, retransmissions and self-tests included
     queries_by_zone: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    probes: list[tuple[tuple[ListSpec, Probe], Verdict]] = field(default_factory=list)
 
     def trusted(self) -> list[Result]:
         """The results of lists that passed their self-test."""
@@ -66,23 +71,42 @@ def sweep(targets: Sequence[str], specs: Sequence[ListSpec], resolver: UDPSweepe
     return sweep_work([(spec, targets) for spec in specs], resolver)
 
 
-def sweep_work(work: Work, resolver: UDPSweeper) -> SweepOutcome:
-    """Self-test each list of `work` and look its targets up; see the module docstring."""
+def self_test(specs: Sequence[ListSpec], resolver: UDPSweeper) -> SweepOutcome:
+    """Only the self-test of each list: `misbehaving` names those that failed, `results`
+    holds their test points' unknown answers (what the run reports as errors)."""
+    outcome = sweep_work([(spec, ()) for spec in specs], resolver)
+    outcome.results = [
+        Result(probe.target, spec.zone, verdict)
+        for (spec, probe), verdict in outcome.probes
+        if spec.zone in outcome.misbehaving and verdict.status == dnsbl.UNKNOWN
+    ]
+    return outcome
+
+
+def sweep_work(work: Work, resolver: UDPSweeper, *, self_test: bool = True) -> SweepOutcome:
+    """Look the targets of `work` up (after each list's self-test, when asked); see the
+    module docstring."""
     started, sent_before = time.monotonic(), dict(resolver.sent_by_zone)
-    probes = [(spec, probe) for spec, _ in work for probe in dnsbl.self_test_probes(spec)]
+    probes = []
+    if self_test:
+        probes = [(spec, p) for spec, _ in work for p in dnsbl.self_test_probes(spec)]
     todo, questions, zones = _questions(work, probes)
     replies = resolver.resolve_wire(questions, zones)
     tests = [dnsbl.interpret(spec, r) for (spec, _), r in zip(probes, replies, strict=False)]
     outcome = SweepOutcome(misbehaving=_failures(probes, tests))
+    outcome.probes = list(zip(probes, tests, strict=True))
     interpret = dnsbl.interpret
     verdicts = [
         interpret(spec, r) for (_, spec), r in zip(todo, replies[len(probes) :], strict=True)
     ]
-    reasons = _reasons(todo, questions[len(probes) :], verdicts, resolver)
+    trusted = [spec.zone not in outcome.misbehaving for _, spec in todo]
+    reasons = _reasons(todo, questions[len(probes) :], verdicts, trusted, resolver)
     for index, ((target, spec), verdict) in enumerate(zip(todo, verdicts, strict=True)):
-        if index in reasons:
-            verdict = _with_reason(verdict, reasons[index])
-        outcome.results.append(Result(target, spec.zone, verdict))
+        known = True
+        if verdict.status == dnsbl.LISTED and trusted[index]:
+            known = index in reasons
+            verdict = _with_reason(verdict, reasons.get(index, ""))
+        outcome.results.append(Result(target, spec.zone, verdict, known))
     outcome.queries_by_zone = {
         zone: sent - sent_before.get(zone, 0)
         for zone, sent in resolver.sent_by_zone.items()
@@ -167,16 +191,20 @@ def _reasons(
     todo: list[tuple[str, ListSpec]],
     questions: list[bytes],
     verdicts: list[Verdict],
+    trusted: list[bool],
     resolver: UDPSweeper,
 ) -> dict[int, str]:
-    """The TXT reason of each listing, by index (not paired with A records by position)."""
-    listed = [i for i, verdict in enumerate(verdicts) if verdict.status == dnsbl.LISTED]
+    """The TXT reason of each listing on a trusted list, by index (not paired with A records
+    by position): "" when the list answered without one, absent when it did not answer."""
+    listed = [
+        i for i, verdict in enumerate(verdicts) if verdict.status == dnsbl.LISTED and trusted[i]
+    ]
     txt = [questions[i][: -len(TXT_TAIL)] + TXT_TAIL for i in listed]
     replies = resolver.resolve_wire(txt, [todo[i][1].zone for i in listed])
     return {
         i: " / ".join(dict.fromkeys(t for t in reply.texts if t))
         for i, reply in zip(listed, replies, strict=True)
-        if reply.rcode == dnsbl.NOERROR and reply.texts
+        if reply.rcode in (dnsbl.NOERROR, dnsbl.NXDOMAIN)
     }
 
 

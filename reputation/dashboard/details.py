@@ -22,6 +22,7 @@ from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from reputation.blocklists import dnsbl
+from reputation.blocklists.listings import last_answered
 from reputation.blocklists.sweep import unknown_total
 from reputation.dashboard import figures
 from reputation.dashboard.figures import COLOURS, detail_url, iso
@@ -179,7 +180,7 @@ def address_detail(
         rotation=rotation_state(pool_address=pool_address, listings=rows),
         listings=[listing_row(x, now) for x in rows],
         listings_total=total,
-        checks=_checks(targets),
+        checks=_checks(targets, pool_address.pool.name if pool_address else ""),
         rdns=ReverseDNSCheck.objects.filter(address=address).first(),
         traffic=_traffic(address, traffic_rng),
         traffic_bucket=traffic_rng.bucket,
@@ -229,18 +230,20 @@ def rotation_state(*, pool_address: PoolAddress | None, listings: Iterable[Listi
     return f"out: listed on {zones} since {_utc_text(major[0].opened)}"
 
 
-def _checks(targets: list[str]) -> list[CheckRow]:
+def _checks(targets: list[str], pool: str) -> list[CheckRow]:
     found = AddressCheck.objects.filter(address__in=targets).select_related("blocklist")
+    found = list(found.order_by("blocklist__zone", "address"))
+    answered = last_answered(found, dict.fromkeys(targets, pool))
     return [
         CheckRow(
             address=c.address,
             zone=c.blocklist.zone,
             status=c.status,
             codes=list(c.codes),
-            checked=c.checked,
+            checked=answered[c.pk],
             blocklist_url=detail_url("blocklist")(c.blocklist_id),
         )
-        for c in found.order_by("blocklist__zone", "address")
+        for c in found
     ]
 
 

@@ -9,7 +9,9 @@ from reputation.models.blocklists import (
     CheckRun,
     ChunkDone,
     Listing,
+    ListSweep,
     QueryUsage,
+    SweepLease,
 )
 from reputation.models.rdns import ReverseDNSCheck
 from reputation.models.schedules import ScheduleDefault
@@ -25,6 +27,7 @@ __all__ = [
     "DSNHourly",
     "Event",
     "KnownAddress",
+    "ListSweep",
     "Listing",
     "Notification",
     "QueryUsage",
@@ -32,4 +35,5 @@ __all__ = [
     "ScheduleDefault",
     "Spike",
     "SpikeThreshold",
+    "SweepLease",
 ]

@@ -137,6 +137,18 @@ class CheckRun(models.Model):
     )
     errors = models.JSONField(default=dict, blank=True, help_text="Unknown answers per list.")
     misbehaving = models.JSONField(default=dict, blank=True, help_text="Lists failing self-test.")
+    skipped = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Lists this run left out because another run was still sweeping them.",
+    )
+    swept = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Per list while the run is going on: first answer time, shortest TTL, "
+        "answers; each becomes a ListSweep when the run is complete.",
+    )
 
     class Meta:
         ordering = ["-started"]
@@ -162,15 +174,30 @@ class ChunkDone(models.Model):
 
 
 class AddressCheck(models.Model):
-    """The latest trusted answer for one address on one list, and the clean-answer streak."""
+    """The latest trusted answer for one address on one list, and the clean-answer streak.
+
+    Written only when something changes (the answer, the streak up to `clean_to_close`, an
+    unknown answer), and on every answer of a list with a daily cap: a sweep that finds what
+    the last one found writes none of these. When the pair was last asked is then the later
+    of `checked` and the list's last complete `ListSweep` that covered it (see
+    `reputation.blocklists.listings.last_answered`).
+    """
 
     address = models.CharField(max_length=255)
     blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="checks")
     status = models.CharField(max_length=8)
     codes = models.JSONField(default=list, blank=True)
-    clean_streak = models.PositiveIntegerField(default=0)
-    checked = models.DateTimeField()
+    clean_streak = models.PositiveIntegerField(
+        default=0, help_text="Clean answers in a row, counted up to the list's clean_to_close."
+    )
+    checked = models.DateTimeField(help_text="The last trusted answer written here.")
     fresh_until = models.DateTimeField(help_text="The answer's TTL: no re-check before.")
+    missed_run = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The run whose answer was unknown since `checked` (its sweep, and earlier "
+        "ones, did not answer this pair).",
+    )
 
     class Meta:
         constraints = [
@@ -179,6 +206,42 @@ class AddressCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} on {self.blocklist}: {self.status}"
+
+
+class ListSweep(models.Model):
+    """One list in one complete run: every pair of the run's scope (all pools, or its pool)
+    that the run asked was answered at `checked` or later, except the pairs whose
+    AddressCheck names a later `missed_run`. `fresh_until` is the shortest TTL of the answers."""
+
+    run = models.ForeignKey(CheckRun, on_delete=models.CASCADE, related_name="list_sweeps")
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="sweeps")
+    pool = models.CharField(max_length=64, blank=True, help_text="The run's pool; '' = all.")
+    checked = models.DateTimeField(help_text="The first answer of this list in the run.")
+    fresh_until = models.DateTimeField()
+    answers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "blocklist"], name="listsweep_key")]
+        indexes = [models.Index(fields=["blocklist", "pool", "run"], name="listsweep_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.blocklist} in run {self.run_id}"
+
+
+class SweepLease(models.Model):
+    """Which run is sweeping a list, until when: a run never overlaps another on one list.
+    Renewed by every chunk the run applies, released when the run is complete."""
+
+    blocklist = models.OneToOneField(
+        Blocklist, on_delete=models.CASCADE, primary_key=True, related_name="lease"
+    )
+    run = models.ForeignKey(
+        CheckRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.blocklist}: run {self.run_id} until {self.until:%H:%M:%S}"
 
 
 class Listing(models.Model):

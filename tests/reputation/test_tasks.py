@@ -10,10 +10,11 @@ import time
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from reputation import tasks
 from reputation.blocklists import runs
-from reputation.models import AddressCheck, BlocklistEvent, CheckRun, ChunkDone, Listing
+from reputation.models import BlocklistEvent, CheckRun, ChunkDone, Listing, ListSweep
 from tests.support import (
     delete_redis_namespace,
     redis_answers,
@@ -58,14 +59,17 @@ def test_a_retried_chunk_applies_nothing_twice(catalogue):
 
 
 @pytest.mark.django_db
-def test_scheduled_sweep_skips_answers_whose_ttl_has_not_passed(catalogue):
+def test_scheduled_sweep_asks_a_list_again_once_its_answers_ttl_has_passed(catalogue):
     runs.run_now()
     plan = runs.start_run(trigger="schedule")
-    # Only the unknown answer (an error code) is due again at once.
-    assert plan.chunks == [{"zen.test": ["192.0.2.9"]}]
+    # Every list answered within its TTL: only the pair without a trusted answer (an error
+    # code) is due again at once.
+    assert [(c["zones"], c["picked"]) for c in plan.chunks] == [([], {"zen.test": ["192.0.2.9"]})]
     assert plan.run.deferred == 34 * 4 - 6 - 1
-    AddressCheck.objects.update(fresh_until=AddressCheck.objects.first().checked)
-    assert runs.start_run(trigger="schedule").run.deferred == 0
+    runs.release(plan.run)
+    ListSweep.objects.update(fresh_until=timezone.now())
+    again = runs.start_run(trigger="schedule")
+    assert again.run.deferred == 0 and again.chunks[0]["zones"] == sorted(catalogue)
 
 
 def test_chunks_are_acknowledged_late_and_requeued_when_their_worker_dies():
@@ -97,8 +101,8 @@ def test_daily_cap_limits_a_run_to_its_share(catalogue, monkeypatch):
     at_local_time(monkeypatch, 12, 0)
     Blocklist.objects.filter(zone="zen.test").update(max_per_day=48)
     plan = runs.start_run(trigger="schedule")
-    zen = sum(len(chunk.get("zen.test", [])) for chunk in plan.chunks)
-    assert 1 <= zen < 34
+    zen = sum(len(chunk["picked"].get("zen.test", [])) for chunk in plan.chunks)
+    assert 1 <= zen < 34 and all("zen.test" not in chunk["zones"] for chunk in plan.chunks)
 
 
 @pytest.mark.django_db
@@ -108,7 +112,7 @@ def test_last_run_of_the_day_may_use_what_is_left(catalogue, monkeypatch):
     at_local_time(monkeypatch, 23, 45)  # less than one sweep interval to midnight
     Blocklist.objects.filter(zone="zen.test").update(max_per_day=48)
     plan = runs.start_run(trigger="schedule")
-    assert sum(len(chunk.get("zen.test", [])) for chunk in plan.chunks) == 34
+    assert sum(len(chunk["picked"].get("zen.test", [])) for chunk in plan.chunks) == 34
 
 
 TEST_CATALOGUE = """
@@ -186,10 +190,11 @@ KILL_CATALOGUE = (
     TEST_CATALOGUE
     + """
 [[blocklists]]
-zone = "silent.test"
+zone = "minor.test"
 weight = "minor"
-max_in_flight = 0
-max_qps = 0
+codes = { "127.0.0.2" = "minor listing" }
+max_in_flight = 1
+max_qps = 4
 """
 )
 
@@ -210,14 +215,14 @@ def redis_broker():
 def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
     site, rbldnsd, redis_broker, tmp_path
 ):
-    """SIGKILL the worker while it sweeps a chunk (silent.test keeps it busy for seconds):
+    """SIGKILL the worker while it sweeps a chunk (minor.test at 4 queries/s keeps it busy
+    for seconds):
     the unacknowledged chunk comes back from Redis to a new worker and is applied once."""
     doc = tmp_path / "lists.toml"
     doc.write_text(KILL_CATALOGUE)
     assert site.manage("config_import", str(doc), "--prune").returncode == 0
     site.env |= {
         "POOLWARDEN_NAMESERVERS": rbldnsd.nameserver,
-        "POOLWARDEN_DNS_TIMEOUT": "3",  # silent.test: attempts of 1, 2 and 3 s per query
         "CELERY_BROKER_URL": redis_broker,
         "CELERY_VISIBILITY_TIMEOUT": "4",
     }
@@ -228,7 +233,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
         )
         assert done.returncode == 0, done.stderr
         wait_for_unacked(redis_broker, "reputation.sweep_chunk")
-        time.sleep(1)  # the worker is sweeping the chunk now: silent.test keeps it 6 s
+        time.sleep(1)  # the worker is sweeping the chunk now: minor.test keeps it 8 s
     finally:
         stop_group(first, signal.SIGKILL, timeout=10)
     assert when_swept(site, "bool(run.finished)", timeout=0) is False  # killed mid-chunk
@@ -238,7 +243,7 @@ def test_a_worker_killed_mid_chunk_loses_nothing_and_duplicates_nothing(
         finished, chunks, listed = when_swept(site, value)
         assert finished, "the chunk of the killed worker never came back"
         assert chunks == 1
-        assert listed == ["192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
+        assert listed == ["192.0.2.12", "192.0.2.5", "192.0.2.7", "198.51.100.3", "2001:db8::25"]
     finally:
         assert stop_group(second), "worker did not stop on SIGTERM"
 
