@@ -111,8 +111,8 @@ def mark_self_tests(outcome: SweepOutcome, blocklists: Iterable[Blocklist]) -> N
         blocklist.save(update_fields=["misbehaving", "misbehaving_reason"])
 
 
-CHECK_FIELDS = ("pk", "address", "blocklist_id", "status", "codes", "clean_streak")
-CHECK_FIELDS += ("checked", "missed_run")
+# Plain columns only (no JSON or date to convert): a chunk reads one row per pair it asked.
+CHECK_FIELDS = ("pk", "address", "blocklist_id", "status", "clean_streak", "missed_run")
 
 
 def _apply_results(
@@ -126,6 +126,7 @@ def _apply_results(
     ids = [b.pk for b in lists.values()]
     found = AddressCheck.objects.filter(address__in={r.target for r in results}, blocklist__in=ids)
     rows = {(row[1], row[2]): row for row in found.values_list(*CHECK_FIELDS)}
+    stored_codes = dict(found.filter(status=dnsbl.LISTED).values_list("pk", "codes"))
     listed = Listing.objects.filter(
         address__in={r.target for r in results}, blocklist__in=ids, closed__isnull=True
     )
@@ -135,7 +136,7 @@ def _apply_results(
         blocklist = lists[result.zone]
         key = (result.target, blocklist.pk)
         listing, row = open_listings.get(key), rows.get(key)
-        state = PairState(listing is not None, row[5] if row else 0)
+        state = PairState(listing is not None, row[4] if row else 0)
         state, action = transition(state, result.verdict, blocklist.clean_to_close)
         _act(action, run, result, blocklist, listing, pools, now)
         verdict = result.verdict
@@ -159,8 +160,10 @@ def _apply_results(
                     fresh_until=_fresh_until(verdict, now),
                 )
             )
-        elif (row[3], row[4], row[5], row[7]) != (verdict.status, codes, streak, None) or (
-            result.zone in per_pair
+        elif (
+            (row[3], row[4], row[5]) != (verdict.status, streak, None)
+            or result.zone in per_pair
+            or stored_codes.get(row[0], []) != codes
         ):
             changed.append(
                 AddressCheck(
@@ -186,8 +189,15 @@ def _missed(run: CheckRun, missed: list[tuple[tuple, str]]) -> None:
     """Pairs with a trusted answer before and none in this run: `checked` keeps when they
     were last answered, `missed_run` says that this run's sweep of the list does not count."""
     answered = Answered()
+    checked = dict(
+        AddressCheck.objects.filter(pk__in=[row[0] for row, _ in missed]).values_list(
+            "pk", "checked"
+        )
+    )
     rows = [
-        AddressCheck(pk=row[0], checked=answered(row[2], pool, row[6], row[7]), missed_run=run.pk)
+        AddressCheck(
+            pk=row[0], checked=answered(row[2], pool, checked[row[0]], row[5]), missed_run=run.pk
+        )
         for row, pool in missed
     ]
     AddressCheck.objects.bulk_update(rows, ["checked", "missed_run"], batch_size=500)
@@ -367,27 +377,33 @@ def _use(outcome: SweepOutcome) -> None:
             usage.update(queries=F("queries") + queries)
 
 
-def refresh_rotation(pools: dict[str, str]) -> int:
-    """Set `listed` on the given addresses: open listing on an enabled major list, in a pool
-    that takes listed addresses out. Returns how many addresses changed."""
-    listings: dict[str, list[Listing]] = {}
+def refresh_rotation(targets: Iterable[str] | None = None, *, pool: str = "") -> int:
+    """Set `listed` on the given addresses (every pool address, or those of `pool`, when
+    None): open listing on an enabled major list, in a pool that takes listed addresses out.
+    Returns how many addresses changed."""
+    rows = PoolAddress.objects.all()
     major = Listing.objects.filter(
-        address__in=list(pools),
-        closed__isnull=True,
-        blocklist__weight=Blocklist.Weight.MAJOR,
-        blocklist__enabled=True,
-    ).select_related("blocklist")
+        closed__isnull=True, blocklist__weight=Blocklist.Weight.MAJOR, blocklist__enabled=True
+    ).select_related("blocklist")  # few: open listings on major lists
+    if targets is not None:
+        # Targets also hold HELO names: an address column can't compare those.
+        addresses = [t for t in targets if dnsbl.ip_or_none(t)]
+        rows, major = rows.filter(address__in=addresses), major.filter(address__in=addresses)
+    elif pool:
+        rows = rows.filter(pool__name=pool)
+    listings: dict[str, list[Listing]] = {}
     for listing in major:
         listings.setdefault(listing.address, []).append(listing)
-    changed = []
-    # Targets also hold HELO names (for domain lists): an address column can't compare those.
-    addresses = [target for target in pools if dnsbl.ip_or_none(target)]
-    for address in PoolAddress.objects.filter(address__in=addresses).select_related("pool"):
-        found = listings.get(address.address, []) if address.pool.take_listed_out else []
+    rows = rows.values_list("pk", "address", "listed", "listed_reason", "pool__take_listed_out")
+    wanted = {}
+    for pk, address, listed, listed_reason, take_out in rows:
+        found = listings.get(address, []) if take_out else []
         reason = "; ".join(f"{x.blocklist.zone} {', '.join(x.codes)}" for x in found)[:300]
-        if (address.listed, address.listed_reason) != (bool(found), reason):
-            address.listed, address.listed_reason = bool(found), reason
-            changed.append(address)
+        if (listed, listed_reason) != (bool(found), reason):
+            wanted[pk] = (bool(found), reason)
+    changed = list(PoolAddress.objects.filter(pk__in=list(wanted)).select_related("pool"))
+    for address in changed:
+        address.listed, address.listed_reason = wanted[address.pk]
     PoolAddress.objects.bulk_update(changed, ["listed", "listed_reason"])
     events.rotation_changed(changed)
     if changed:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Min, Q
+from django.db.models import Min
 from django.utils import timezone
 
 from config.env import split_nameserver
@@ -145,7 +145,7 @@ def start_run(
     targets = pool_targets(pool)
     blocklists = chosen_blocklists(zones)
     # Admins may have disabled a list, changed its weight or a pool's rotation setting.
-    listings.refresh_rotation(_pools_of(targets))
+    listings.refresh_rotation(pool=pool or "")
     now = timezone.now()
     run = CheckRun.objects.create(
         trigger=trigger, pool=pool or "", zones=list(zones or []), addresses=len(targets)
@@ -474,9 +474,8 @@ def _report(plan: RunPlan, outcomes: list[SweepOutcome]) -> Report:
 def listed_now(pool: str | None, zones: list[str]) -> list[dict]:
     """Open listings of the addresses (and HELO names) of every pool, or of `pool`, on the
     named lists (or on every enabled one)."""
-    rows = PoolAddress.objects.filter(pool__name=pool) if pool else PoolAddress.objects.all()
-    ours = Q(address__in=rows.values("address")) | Q(address__in=rows.values("hostname"))
-    listed = Listing.objects.filter(ours, closed__isnull=True)
+    ours = set(pool_addresses(pool))  # not a subquery: PostgreSQL's inet is no varchar
+    listed = Listing.objects.filter(closed__isnull=True)
     if zones:
         listed = listed.filter(blocklist__zone__in=zones)
     else:
@@ -490,4 +489,5 @@ def listed_now(pool: str | None, zones: list[str]) -> list[dict]:
             "reason": x.reason,
         }
         for x in listed.select_related("blocklist").order_by("address", "blocklist__zone")
+        if x.address in ours
     ]
