@@ -33,6 +33,7 @@ START_TIMEOUT = 10.0
 ZONES = [
     "zen.test:ip4set:zen-sbl.zone,zen-xbl.zone",
     "zen.test:ip6trie:zen6.zone",
+    "v6only.test:ip6trie:v6only.zone",
     "bitmask.test:ip4set:bitmask.zone",
     "minor.test:ip4set:minor.zone",
     "dynamic.test:ip4set:dynamic.zone",

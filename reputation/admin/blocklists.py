@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from reputation.admin.base import ReadOnlyAdmin
-from reputation.blocklists import dnsbl
+from reputation.blocklists import catalogue, dnsbl
 from reputation.models import Blocklist, BlocklistEvent, CheckRun, Listing
 from routing.changes import RecordChanges
 
@@ -35,6 +35,7 @@ class BlocklistForm(forms.ModelForm):
             "kind",
             "enabled",
             "weight",
+            "ipv4",
             "ipv6",
             "description",
             "codes",
@@ -42,12 +43,22 @@ class BlocklistForm(forms.ModelForm):
             "error_codes",
             "not_listing_codes",
             "delist_url",
+            "nameservers",
+            "mirror",
             "max_in_flight",
             "max_qps",
             "max_per_day",
             "clean_to_close",
             "requires_key",
         ]
+        widgets = {"nameservers": forms.TextInput(attrs={"class": "vTextField"})}
+
+    def clean_nameservers(self) -> str:
+        entries = catalogue.split_servers(self.cleaned_data["nameservers"])
+        problems = catalogue.server_problems(entries)
+        if problems:
+            raise forms.ValidationError(problems)
+        return catalogue.join_servers(entries)
 
     def clean_new_access_key(self) -> str:
         key = self.cleaned_data["new_access_key"]
@@ -74,7 +85,9 @@ class BlocklistAdmin(RecordChanges, admin.ModelAdmin):
         "kind",
         "weight",
         "enabled",
+        "ipv4",
         "ipv6",
+        "mirror",
         "misbehaving",
         "key_status",
         "max_per_day",
@@ -83,14 +96,19 @@ class BlocklistAdmin(RecordChanges, admin.ModelAdmin):
     search_fields = ["zone", "description"]
     readonly_fields = ["key_status", "misbehaving", "misbehaving_reason", "created", "updated"]
     fieldsets = [
-        (None, {"fields": ["zone", "kind", "enabled", "weight", "ipv6", "description"]}),
+        (None, {"fields": ["zone", "kind", "enabled", "weight", "ipv4", "ipv6", "description"]}),
         (
             "Answers",
             {"fields": ["codes", "bitmask", "error_codes", "not_listing_codes", "delist_url"]},
         ),
+        ("Nameservers", {"fields": ["nameservers", "mirror"]}),
         (
             "Limits",
-            {"fields": ["max_in_flight", "max_qps", "max_per_day", "clean_to_close"]},
+            {
+                "fields": ["max_in_flight", "max_qps", "max_per_day", "clean_to_close"],
+                "description": "A local mirror has no daily cap and no query limits: the "
+                "first three are kept but ignored while the list is one.",
+            },
         ),
         (
             "Access",
@@ -99,10 +117,10 @@ class BlocklistAdmin(RecordChanges, admin.ModelAdmin):
         ("Self-test", {"fields": ["misbehaving", "misbehaving_reason", "created", "updated"]}),
     ]
 
-    @admin.display(description="access key")
     def view_on_site(self, obj: Blocklist) -> str:
         return reverse("dashboard:blocklist", args=[obj.pk])
 
+    @admin.display(description="access key")
     def key_status(self, obj: Blocklist) -> str:
         if obj.access_key:
             return "set (hidden)"

@@ -3,6 +3,8 @@ config_import): the catalogue, one table per list, keyed by zone.
 
 Access keys are secrets: the export never contains them; an import may set one
 (`access_key = "..."`), and a blocklist imported without one keeps the key it has.
+`nameservers` is a list in the document (the model keeps it as comma-separated text). A key
+the document leaves out takes its default (`ipv4 = true`, no own nameservers, ...).
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from reputation.blocklists import dnsbl
-from reputation.blocklists.catalogue import FIELDS, BlocklistState, spec_problems, state_of
+from reputation.blocklists.catalogue import (
+    FIELDS,
+    BlocklistState,
+    join_servers,
+    spec_problems,
+    state_of,
+)
 from reputation.models import Blocklist
 from routing.configdoc import DocumentError, Plan, Section
 
 # How an entry's values are typed in the document (the rest are checked by spec_problems).
 COUNTS = ("max_in_flight", "max_qps", "max_per_day", "clean_to_close")
-FLAGS = ("enabled", "ipv6", "bitmask", "requires_key")
+FLAGS = ("enabled", "ipv4", "ipv6", "mirror", "bitmask", "requires_key")
 TEXTS = ("delist_url", "description")
 
 
@@ -117,6 +125,7 @@ def describe_changes(old: BlocklistState | None, new: BlocklistState, new_key: b
 
 def store(state: BlocklistState, key: str | None) -> None:
     values = {name: getattr(state, name) for name in FIELDS if name != "zone"}
+    values["nameservers"] = join_servers(state.nameservers)
     if key is not None:
         values["access_key"] = key
     Blocklist.objects.update_or_create(zone=state.zone, defaults=values)

@@ -4,6 +4,9 @@ A `ListSpec` says how one list answers; `query_name()` builds the name to look u
 address or domain; `interpret()` turns one lookup's `Reply` into a `Verdict`: listed (with
 codes, their meanings and the TXT reason), clean, or unknown (with the kind of error).
 `self_test_probes()` and `self_test_failure()` implement RFC 5782 §5 on those verdicts.
+
+An IP list answers for IPv4, IPv6 or both (`ipv4`, `ipv6`); it is asked only addresses, and
+only self-test points, of the families it answers for. A domain list ignores both flags.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import NamedTuple
 
 LISTED, CLEAN, UNKNOWN = "listed", "clean", "unknown"
 IP, DOMAIN = "ip", "domain"
+NAME = 0  # the family of a domain name, beside 4 and 6 (see ListSpec.answers_for)
 
 # Unknown kinds, as reported in `errors` of check_blocklists --json.
 TIMEOUT, SERVFAIL, REFUSED = "timeout", "servfail", "refused"
@@ -35,10 +39,12 @@ class ListSpec:
     `codes` maps a return code ("127.0.0.2") to its meaning; for a `bitmask` list each key's
     last octet is one bit. `error_codes` (addresses or CIDRs) are refusals, not listings;
     `not_listing` codes are positive answers that list nothing (e.g. a whitelist code).
+    `ipv4` and `ipv6` say which addresses an IP list answers for.
     """
 
     zone: str
     kind: str = IP
+    ipv4: bool = True
     ipv6: bool = False
     codes: dict[str, str] = field(default_factory=dict)
     error_codes: tuple[str, ...] = ()
@@ -54,11 +60,14 @@ class ListSpec:
     def applies_to(self, target: str) -> bool:
         """Whether this list answers for `target` (an IP address or a domain name)."""
         ip = ip_or_none(target)
+        return self.answers_for(NAME if ip is None else ip.version)
+
+    def answers_for(self, family: int) -> bool:
+        """Whether this list answers for targets of `family`: 4 or 6 (addresses; an
+        IPv4-mapped IPv6 address counts as 4) or NAME (domain names)."""
         if self.kind == DOMAIN:
-            return ip is None
-        if ip is None:
-            return False
-        return ip.version == 4 or self.ipv6
+            return family == NAME
+        return (family == 4 and self.ipv4) or (family == 6 and self.ipv6)
 
 
 class Reply(NamedTuple):
@@ -185,13 +194,18 @@ class Probe:
     expect: str  # MUST_LIST or MUST_NOT_LIST
 
 
+DOMAIN_PROBES = (Probe("test", MUST_LIST), Probe("invalid", MUST_NOT_LIST))
+IPV4_PROBES = (Probe("127.0.0.2", MUST_LIST), Probe("127.0.0.1", MUST_NOT_LIST))
+IPV6_PROBES = (Probe("::ffff:7f00:2", MUST_LIST), Probe("::ffff:7f00:1", MUST_NOT_LIST))
+
+
 def self_test_probes(spec: ListSpec) -> list[Probe]:
+    """The RFC 5782 §5 test points to ask `spec`: TEST / INVALID of a domain list; of an IP
+    list 127.0.0.2 / 127.0.0.1 if it answers for IPv4, ::FFFF:7F00:2 / ::FFFF:7F00:1 if it
+    answers for IPv6 (an IPv6-only list does not know IPv4 names)."""
     if spec.kind == DOMAIN:
-        return [Probe("test", MUST_LIST), Probe("invalid", MUST_NOT_LIST)]
-    probes = [Probe("127.0.0.2", MUST_LIST), Probe("127.0.0.1", MUST_NOT_LIST)]
-    if spec.ipv6:
-        probes += [Probe("::ffff:7f00:2", MUST_LIST), Probe("::ffff:7f00:1", MUST_NOT_LIST)]
-    return probes
+        return list(DOMAIN_PROBES)
+    return [*(IPV4_PROBES if spec.ipv4 else ()), *(IPV6_PROBES if spec.ipv6 else ())]
 
 
 def probe_prefix(spec: ListSpec, probe: Probe) -> str:

@@ -174,9 +174,7 @@ def _prefixes(targets: set[str]) -> dict[str, tuple[int | None, bytes]]:
 
 
 def _applies(spec: ListSpec, family: int) -> bool:
-    if spec.kind == dnsbl.DOMAIN:
-        return family == NAME
-    return family == V4 or (family == V6 and spec.ipv6)
+    return spec.answers_for(family)  # V4, V6 and NAME are dnsbl's families
 
 
 def _failures(probes: list[tuple[ListSpec, Probe]], tests: list[Verdict]) -> dict[str, str]:

@@ -397,7 +397,9 @@ def _rows(listings: QuerySet, blocklist: Blocklist, now: datetime) -> list[Listi
 
 
 def settings_summary(blocklist: Blocklist) -> list[tuple[str, str]]:
-    cap = f"{blocklist.max_per_day:,} queries" if blocklist.max_per_day else "none"
+    cap = f"{blocklist.daily_cap:,} queries" if blocklist.daily_cap else "none"
+    if blocklist.mirror:
+        cap = "none (local mirror)"
     self_test = "passing"
     if blocklist.misbehaving:
         self_test = f"misbehaving: {blocklist.misbehaving_reason or 'failed its self-test'}"

@@ -352,8 +352,8 @@ class StatusMatrix:
 def status_matrix(*, pool: str | None = None) -> StatusMatrix:
     """Every pool address (of `pool`, or all) on every enabled list, now: listed while a
     listing is open (or the last trusted answer says listed), clean when the last trusted
-    answer says so, unknown before any trusted answer. An IP list answers for IPv4 (and IPv6
-    if it says so); a domain list for the address's hostname, if it has one."""
+    answer says so, unknown before any trusted answer. An IP list answers for IPv4, IPv6 or
+    both, as it says; a domain list for the address's hostname, if it has one."""
     addresses = PoolAddress.objects.order_by("pool__name", "id")
     if pool:
         addresses = addresses.filter(pool__name=pool)
@@ -367,6 +367,7 @@ def status_matrix(*, pool: str | None = None) -> StatusMatrix:
     targets = {
         "ip": [a for a, _, _ in rows],
         "ipv4": [None if ":" in a else a for a, _, _ in rows],
+        "ipv6": [a if ":" in a else None for a, _, _ in rows],
         "domain": [h or None for _, h, _ in rows],
     }
     columns = [
@@ -402,6 +403,8 @@ def _targets_of(rows: list[tuple[str, str, str]]) -> Q:
 def _targets_key(blocklist: Blocklist) -> str:
     if blocklist.kind == dnsbl.DOMAIN:
         return "domain"
+    if not blocklist.ipv4:
+        return "ipv6"
     return "ip" if blocklist.ipv6 else "ipv4"
 
 

@@ -31,8 +31,17 @@ class Blocklist(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IP)
     enabled = models.BooleanField(default=True, help_text="Sweeps query enabled lists only.")
     weight = models.CharField(max_length=8, choices=Weight.choices, default=Weight.MINOR)
+    ipv4 = models.BooleanField(
+        "answers for IPv4",
+        default=True,
+        help_text="Query IPv4 addresses; its self-test asks 127.0.0.2 and 127.0.0.1. Off for an "
+        "IPv6-only list. Ignored for domain lists.",
+    )
     ipv6 = models.BooleanField(
-        "answers for IPv6", default=False, help_text="Query IPv6 addresses (nibble format)."
+        "answers for IPv6",
+        default=False,
+        help_text="Query IPv6 addresses (32 reversed nibbles); its self-test asks ::FFFF:7F00:2 "
+        "and ::FFFF:7F00:1. Ignored for domain lists.",
     )
     codes = models.JSONField(
         "return codes",
@@ -54,11 +63,30 @@ class Blocklist(models.Model):
         help_text="Positive answers that list nothing (e.g. a whitelist code).",
     )
     delist_url = models.URLField("delisting URL", blank=True)
+    nameservers = models.TextField(
+        "own nameservers",
+        blank=True,
+        help_text="Resolvers that serve this list, if not POOLWARDEN_NAMESERVERS (empty): IP "
+        "addresses as host, host:port or [v6]:port, comma-separated. E.g. a local rbldnsd "
+        "serving an rsync copy, or a DQS endpoint.",
+    )
+    mirror = models.BooleanField(
+        "local mirror",
+        default=False,
+        help_text="The nameservers serve a local copy of the list (rsync + rbldnsd): no daily "
+        "cap and no query limits apply (the values below are kept, and ignored).",
+    )
     max_in_flight = models.PositiveIntegerField(
-        "queries in flight", default=20, help_text="At most this many queries at once (0: any)."
+        "queries in flight",
+        default=catalogue.DEFAULT_IN_FLIGHT,
+        help_text="At most this many queries at once (0: only the sweep's overall window). "
+        "Through your own resolver the round-trip time then paces the list.",
     )
     max_qps = models.PositiveIntegerField(
-        "queries per second", default=50, help_text="At most this many per second (0: any)."
+        "queries per second",
+        default=catalogue.DEFAULT_QPS,
+        help_text="At most this many per second (0: no limit). Public lists cap the daily "
+        "volume, not the rate: set this only for a list that asks for it.",
     )
     max_per_day = models.PositiveIntegerField(
         "queries per day",
@@ -96,14 +124,33 @@ class Blocklist(models.Model):
         return self.zone
 
     def clean(self) -> None:
+        self.nameservers = catalogue.join_servers(catalogue.split_servers(self.nameservers))
         problems = catalogue.spec_problems(catalogue.state_of(self))
         if problems:
             raise ValidationError(problems)
+
+    def servers(self) -> list[tuple[str, int]]:
+        """This list's own resolvers as (address, port); [] means POOLWARDEN_NAMESERVERS.
+        Raises ValueError on an entry that clean() refuses."""
+        return [catalogue.parse_server(e) for e in catalogue.split_servers(self.nameservers)]
+
+    @property
+    def daily_cap(self) -> int:
+        """Queries allowed a day, 0 for no cap: `max_per_day`, none for a mirror."""
+        return 0 if self.mirror else self.max_per_day
+
+    @property
+    def query_limits(self) -> tuple[int, int]:
+        """(queries in flight, queries per second) for the sweeper, 0 meaning no limit of
+        the list's own (the sweep's overall window applies): `max_in_flight` and
+        `max_qps`, none for a mirror."""
+        return (0, 0) if self.mirror else (self.max_in_flight, self.max_qps)
 
     def spec(self) -> dnsbl.ListSpec:
         return dnsbl.ListSpec(
             zone=self.zone,
             kind=self.kind,
+            ipv4=self.ipv4,
             ipv6=self.ipv6,
             codes=dict(self.codes),
             error_codes=tuple(self.error_codes),

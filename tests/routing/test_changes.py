@@ -51,6 +51,7 @@ def blocklist_form(blocklist: Blocklist | None = None, **fields) -> dict:
         "kind": "ip",
         "weight": "minor",
         "enabled": "on",
+        "ipv4": "on",
         "ipv6": "",
         "description": "",
         "codes": '{"127.0.0.2": "listed"}',

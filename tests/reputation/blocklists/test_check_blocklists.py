@@ -9,8 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from reputation.models import Blocklist
+from reputation.models import AddressCheck, Blocklist
 from tests.rbldnsd_server import proxy
+from tests.reputation.conftest import make_list
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -53,6 +54,17 @@ def test_summary_names_listings_and_misbehaving_lists(catalogue):
     assert code == 0
     assert "LISTED  192.0.2.7 on zen.test: 127.0.0.2, 127.0.0.4" in out
     assert "MISBEHAVING  silent.test" in out
+
+
+def test_ipv6_only_list_is_asked_the_pools_ipv6_addresses_only(catalogue):
+    make_list("v6only.test", weight="major", ipv4=False, ipv6=True)
+    code, out, _ = run("--json", "--list", "v6only.test")
+    data = json.loads(out)
+    assert code == 0 and data["misbehaving"] == [] and data["errors"] == []
+    assert [(x["address"], x["zone"]) for x in data["listed"]] == [("2001:db8::25", "v6only.test")]
+    asked = AddressCheck.objects.filter(blocklist__zone="v6only.test")
+    assert set(asked.values_list("address", flat=True)) == {"2001:db8::25", "2001:db8::26"}
+    assert data["queries"] == 2 + 2 + 1  # ::ffff:7f00:2 and :1, two addresses, one TXT
 
 
 def test_rewriting_resolver_shows_as_misbehaving_and_errors(catalogue, rbldnsd, settings):

@@ -137,3 +137,56 @@ def test_access_key_must_be_one_lowercase_label():
     assert dnsbl.access_key_problem("abcdefghijklmnopqrstuvwxyz") == ""
     problem = dnsbl.access_key_problem("Secret.Key!")
     assert problem and "Secret" not in problem
+
+
+V6ONLY = ListSpec("v6only.test", ipv4=False, ipv6=True)
+BOTH = ListSpec("both.test", ipv6=True)
+V4ONLY = ListSpec("v4.test")
+
+
+@pytest.mark.parametrize(
+    ("spec", "answers"),
+    [
+        (V4ONLY, {"192.0.2.1", "::ffff:192.0.2.1"}),
+        (V6ONLY, {"2001:db8::1"}),
+        (BOTH, {"192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1"}),
+        (SURBL, {"mail.example"}),
+    ],
+)
+def test_list_applies_only_to_the_families_it_answers_for(spec, answers):
+    targets = {"192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1", "mail.example"}
+    assert {t for t in targets if spec.applies_to(t)} == answers
+
+
+def test_domain_list_ignores_both_address_flags():
+    for flags in ({"ipv4": False, "ipv6": False}, {"ipv4": True, "ipv6": True}):
+        names = ListSpec("dbl.test", kind=dnsbl.DOMAIN, **flags)
+        assert names.applies_to("mail.example") and not names.applies_to("192.0.2.1")
+        assert not names.applies_to("2001:db8::1")
+        assert [p.target for p in dnsbl.self_test_probes(names)] == ["test", "invalid"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "asked"),
+    [
+        (V4ONLY, [("127.0.0.2", dnsbl.MUST_LIST), ("127.0.0.1", dnsbl.MUST_NOT_LIST)]),
+        (V6ONLY, [("::ffff:7f00:2", dnsbl.MUST_LIST), ("::ffff:7f00:1", dnsbl.MUST_NOT_LIST)]),
+        (
+            BOTH,
+            [
+                ("127.0.0.2", dnsbl.MUST_LIST),
+                ("127.0.0.1", dnsbl.MUST_NOT_LIST),
+                ("::ffff:7f00:2", dnsbl.MUST_LIST),
+                ("::ffff:7f00:1", dnsbl.MUST_NOT_LIST),
+            ],
+        ),
+    ],
+)
+def test_self_test_asks_only_the_test_points_of_the_families_a_list_answers_for(spec, asked):
+    assert [(p.target, p.expect) for p in dnsbl.self_test_probes(spec)] == asked
+
+
+def test_ipv6_only_list_self_test_names_are_nibbles_never_ipv4_octets():
+    names = [dnsbl.probe_name(V6ONLY, p) for p in dnsbl.self_test_probes(V6ONLY)]
+    assert all(len(name.split(".")) == 32 + 2 for name in names)
+    assert names[0] == "2.0.0.0.0.0.f.7.f.f.f.f" + ".0" * 20 + ".v6only.test"

@@ -7,7 +7,7 @@ import pytest
 
 from reputation.blocklists import dnsbl
 from reputation.blocklists.dnsbl import ListSpec
-from reputation.blocklists.sweep import sweep
+from reputation.blocklists.sweep import sweep, sweep_work
 from reputation.blocklists.sweeper import UDPSweeper
 from tests.rbldnsd_server import HOST, proxy
 
@@ -79,3 +79,52 @@ def test_domain_list_self_test_uses_test_and_invalid(rbldnsd):
     assert outcome.misbehaving == {}
     assert verdicts(outcome)["spam.example", "dbl.test"].reason == "Spam domain spam.example"
     assert verdicts(outcome)["ham.example", "dbl.test"].status == dnsbl.CLEAN
+
+
+V6ONLY = ListSpec(
+    "v6only.test",
+    ipv4=False,
+    ipv6=True,
+    codes={"127.0.0.2": "listed", "127.0.0.3": "listed range"},
+)
+MIXED = ["192.0.2.5", "2001:db8::25", "192.0.2.7", "2001:db8::26", "2001:db8:6:1::99"]
+
+
+def test_ipv6_only_list_passes_its_self_test_and_is_never_asked_an_ipv4_address(rbldnsd):
+    outcome = sweep(MIXED, [V6ONLY], resolver(rbldnsd.port))
+    found = verdicts(outcome)
+    assert outcome.misbehaving == {}
+    assert set(found) == {(a, "v6only.test") for a in MIXED if ":" in a}
+    assert found["2001:db8::25", "v6only.test"].codes == ("127.0.0.2",)
+    assert found["2001:db8:6:1::99", "v6only.test"].meanings == ("listed range",)
+    assert "v6only.test (IPv6 only)" in found["2001:db8::25", "v6only.test"].reason
+    assert found["2001:db8::26", "v6only.test"].status == dnsbl.CLEAN
+    # Two self-test points (::ffff:7f00:2/1), three addresses, two TXT reasons: nothing else.
+    assert outcome.queries_by_zone == {"v6only.test": 2 + 3 + 2}
+
+
+def test_sweep_work_asks_each_list_only_its_own_families(rbldnsd):
+    work = [(V6ONLY, MIXED), (BITMASK, MIXED), (ZEN, ["2001:db8::25", "192.0.2.5"])]
+    outcome = sweep_work(work, resolver(rbldnsd.port))
+    asked = {(r.target, r.zone) for r in outcome.results}
+    assert outcome.misbehaving == {}
+    assert {a for a, zone in asked if zone == "v6only.test"} == {a for a in MIXED if ":" in a}
+    assert {a for a, zone in asked if zone == "bitmask.test"} == {"192.0.2.5", "192.0.2.7"}
+    assert {a for a, zone in asked if zone == "zen.test"} == {"2001:db8::25", "192.0.2.5"}
+    listed = {(r.target, r.zone) for r in outcome.trusted() if r.verdict.status == dnsbl.LISTED}
+    assert listed == {
+        ("2001:db8::25", "v6only.test"),
+        ("2001:db8:6:1::99", "v6only.test"),
+        ("2001:db8::25", "zen.test"),
+        ("192.0.2.5", "zen.test"),
+    }
+
+
+def test_ipv6_only_zone_taken_for_both_families_fails_its_ipv4_self_test(rbldnsd):
+    """Why `ipv4 = false` exists: an ip6trie zone does not know 127.0.0.2."""
+    both = ListSpec("v6only.test", ipv6=True)
+    outcome = sweep(["2001:db8::25"], [both], resolver(rbldnsd.port))
+    assert outcome.misbehaving == {
+        "v6only.test": "127.0.0.2 is not listed: the list answers nothing"
+    }
+    assert outcome.trusted() == []

@@ -362,6 +362,9 @@ def test_blocklist_settings_summary():
     assert summary["Weight"].startswith("Major")
     assert summary["Self-test"] == "misbehaving: lists 127.0.0.1"
     assert summary["Daily cap"] == "10,000 queries"
+    zen.nameservers, zen.mirror = "127.0.0.1:5353", True
+    summary = dict(details.blocklist_detail(blocklist=zen, rng=WEEK, now=NOW).settings)
+    assert summary["Daily cap"] == "none (local mirror)"
 
 
 def test_blocklist_figure_has_error_line_and_opened_bars():

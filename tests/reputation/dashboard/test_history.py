@@ -371,6 +371,15 @@ def test_status_matrix_gives_each_address_its_state_on_each_enabled_list(
     assert matrix.pools == ["normal", "normal", "normal", "risky"]
 
 
+def test_status_matrix_asks_an_ipv6_only_list_about_ipv6_addresses_only(states):
+    """An IPv6-only list's column has no value for IPv4 addresses: they are never asked."""
+    v6 = Blocklist.objects.create(zone="v6.test", ipv4=False, ipv6=True)
+    check("2001:db8::1", v6, "clean")
+    matrix = status_matrix()
+    column = [row[matrix.zones.index("v6.test")] for row in matrix.values]
+    assert column == [None, None, CLEAN, None]
+
+
 def test_status_matrix_pool_filter_keeps_that_pools_addresses(states):
     """With a pool only its addresses are rows."""
     matrix = status_matrix(pool="risky")
