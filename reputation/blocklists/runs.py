@@ -122,7 +122,7 @@ def make_resolver(
 
         servers = [(host, 53) for host in dns.resolver.Resolver().nameservers]
     lifetime = settings.POOLWARDEN_DNS_TIMEOUT
-    limits = {b.zone: ZoneLimits(b.max_in_flight, float(b.max_qps)) for b in blocklists}
+    limits = {b.zone: ZoneLimits(*b.query_limits) for b in blocklists}
     window = getattr(settings, "POOLWARDEN_DNSBL_WINDOW", 100)
     return UDPSweeper(
         servers, timeout=lifetime / 3, attempts=3, window=window, limits=limits, progress=progress
@@ -130,8 +130,8 @@ def make_resolver(
 
 
 def daily_cap(blocklist: Blocklist) -> int:
-    """The list's daily query cap; 0 when it has none."""
-    return blocklist.max_per_day
+    """The list's daily query cap; 0 when it has none (a local mirror has none)."""
+    return blocklist.daily_cap
 
 
 # --- planning -----------------------------------------------------------------------------

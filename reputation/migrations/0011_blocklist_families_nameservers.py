@@ -32,7 +32,7 @@ def limits(old: tuple[int, int], new: tuple[int, int]):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reputation", "0009_reverse_dns_checks"),
+        ("reputation", "0010_sweep_state"),
     ]
 
     operations = [
