@@ -13,6 +13,7 @@ from reputation.models.blocklists import (
 )
 from reputation.models.rdns import ReverseDNSCheck
 from reputation.models.schedules import ScheduleDefault
+from reputation.models.shares import ZoneHolder
 from reputation.models.spikes import DSNHourly, Spike, SpikeThreshold
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "ScheduleDefault",
     "Spike",
     "SpikeThreshold",
+    "ZoneHolder",
 ]
