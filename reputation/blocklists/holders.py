@@ -24,8 +24,11 @@ from django.db.utils import load_backend
 from django.utils import timezone
 
 TIMEOUT = 1.0  # each call: connect, socket and statement timeouts
-EXPIRE = 10.0  # Redis: a zone nobody has beaten for this long is forgotten (all its holders died)
-FORGET = 60.0  # database: rows not beaten for a minute (wall clock) are dead workers' leftovers
+# Holders nobody has heard of for this long are forgotten. Redis: a zone's hash when none of
+# its holders beats (they all died). Database: any row, at the next join to its zone (a
+# minute of the writer's wall clock: hosts' clocks may differ by less).
+FORGET_REDIS = 10.0
+FORGET_DATABASE = 60.0
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 Limits = tuple[int, float]  # (max_in_flight, max_qps) as the catalogue says; 0 is no limit
@@ -116,18 +119,18 @@ end
 
 class RedisBackend:
     """Holders in one Redis hash per zone (field: holder; value: "seq beat in_flight qps"),
-    changed by Lua scripts, each atomic. A hash nobody has beaten for `expire` seconds (every
+    changed by Lua scripts, each atomic. A hash nobody has beaten for `forget` seconds (every
     holder dead) expires. The keys share one hash tag, so the scripts run on a cluster too."""
 
     def __init__(
-        self, url: str, *, prefix: str = "", timeout: float = TIMEOUT, expire: float = EXPIRE
+        self, url: str, *, prefix: str = "", timeout: float = TIMEOUT, forget: float = FORGET_REDIS
     ):
         self.errors = (redis.RedisError, OSError)
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
         self.prefix = f"{prefix}:pw:{{shares}}" if prefix else "pw:{shares}"
-        self.expire_ms = int(expire * 1000)
+        self.forget_ms = int(forget * 1000)
         self._join = self.client.register_script(JOIN_LUA)
         self._refresh = self.client.register_script(REFRESH_LUA)
         self._reap = self.client.register_script(REAP_LUA)
@@ -137,14 +140,14 @@ class RedisBackend:
 
     def join(self, holder: str, limits: Mapping[str, Limits], beat: int) -> None:
         keys = [f"{self.prefix}:joins", *map(self.key, limits)]
-        args = [holder, beat, self.expire_ms, *(f"{i} {q!r}" for i, q in limits.values())]
+        args = [holder, beat, self.forget_ms, *(f"{i} {q!r}" for i, q in limits.values())]
         with unavailable_on(*self.errors):
             self._join(keys=keys, args=args)
 
     def refresh(self, holder: str, zones: list[str], beat: int) -> dict[str, list[Row]]:
         with unavailable_on(*self.errors):
             rosters = self._refresh(
-                keys=[self.key(z) for z in zones], args=[holder, beat, self.expire_ms]
+                keys=[self.key(z) for z in zones], args=[holder, beat, self.forget_ms]
             )
         return {zone: self.rows(flat) for zone, flat in zip(zones, rosters, strict=True)}
 
@@ -179,7 +182,11 @@ class DatabaseBackend:
     `database` is a Django DATABASES entry; the default database's when None."""
 
     def __init__(
-        self, database: dict | None = None, *, timeout: float = TIMEOUT, forget: float = FORGET
+        self,
+        database: dict | None = None,
+        *,
+        timeout: float = TIMEOUT,
+        forget: float = FORGET_DATABASE,
     ):
         from reputation.models import ZoneHolder  # not at import: the app registry may not be ready
 
