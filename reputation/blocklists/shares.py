@@ -153,7 +153,8 @@ class ZoneShares:
         retry: float = RETRY,
     ):
         self.holder = holder or new_holder_id()
-        self.zones = {z: _Zone((i, q), (i, q)) for z, (i, q) in limits.items() if i or q}
+        own = {zone: (int(i), float(q)) for zone, (i, q) in limits.items()}
+        self.zones = {zone: _Zone(pair, pair) for zone, pair in own.items() if any(pair)}
         self.free = {zone for zone in limits if zone not in self.zones}  # no limit: not shared
         self._backend, self.owns_backend = backend, backend is None
         self.clock, self.sleep = clock, sleep
