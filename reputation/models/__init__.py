@@ -15,6 +15,7 @@ from reputation.models.blocklists import (
 )
 from reputation.models.rdns import ReverseDNSCheck
 from reputation.models.schedules import ScheduleDefault
+from reputation.models.shares import ZoneHolder
 from reputation.models.spikes import DSNHourly, Spike, SpikeThreshold
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "Spike",
     "SpikeThreshold",
     "SweepLease",
+    "ZoneHolder",
 ]
