@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from reputation import schedules
 from reputation.alerts import events, sending
-from reputation.blocklists import rdns, runs
+from reputation.blocklists import listings, rdns, runs
 from reputation.models import CheckRun, DSNHourly
 from reputation.spikes.detection import detect
 from routing.models import (
@@ -95,7 +95,8 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     """Expire per-minute DSN and routing counts older than POOLWARDEN_DSN_MINUTE_DAYS
     (default 32) and DSN samples as old (the hourly tables, written with every flush, already
     hold those hours), and drop hourly rows, per-address and per-score counts older than
-    POOLWARDEN_DSN_HOURLY_DAYS (default 400). Returns the minute rows expired."""
+    POOLWARDEN_DSN_HOURLY_DAYS (default 400), and each list's sweeps older than the minutes
+    (its latest kept: it says when the list last answered). Returns the minute rows expired."""
     days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
     now = timezone.now()
     cutoff = now - timedelta(days=days)
@@ -108,6 +109,7 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
         model.objects.filter(hour__lt=horizon).delete()
     for model in (RoutingDaily, ScoreCount):
         model.objects.filter(day__lt=horizon).delete()
+    listings.forget_sweeps(before=cutoff)
     return expired
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 
 from reputation.alerts import events
@@ -349,6 +349,17 @@ def _list_sweeps(run: CheckRun) -> None:
             if zone in lists
         ],
         ignore_conflicts=True,
+    )
+
+
+def forget_sweeps(*, before: dt.datetime) -> int:
+    """Delete list sweeps older than `before`, except the latest of each list and pool."""
+    latest = ListSweep.objects.values("blocklist", "pool").annotate(last=Max("run_id"))
+    return sum(
+        ListSweep.objects.filter(
+            blocklist=row["blocklist"], pool=row["pool"], run_id__lt=row["last"], checked__lt=before
+        ).delete()[0]
+        for row in latest
     )
 
 

@@ -4,6 +4,8 @@ their own addresses, and what got no answer keeps what was known. Against rbldns
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -170,3 +172,13 @@ def test_a_helo_name_that_several_addresses_share_is_asked_once_per_run(catalogu
         asked += len(runs.run_chunk(plan.run, index, chunk).results)
     assert asked == 1
     assert Listing.objects.filter(address="spam.example", closed__isnull=True).count() == 1
+
+
+def test_old_list_sweeps_are_forgotten_but_each_lists_latest_stays(catalogue):
+    for _ in range(3):
+        runs.run_now(zones=["minor.test", "zen.test"])
+    ListSweep.objects.update(checked=timezone.now() - dt.timedelta(days=40))
+    assert listings.forget_sweeps(before=timezone.now() - dt.timedelta(days=32)) == 4
+    kept = ListSweep.objects.values_list("blocklist__zone", "run_id")
+    last = CheckRun.objects.latest("pk").pk
+    assert sorted(kept) == [("minor.test", last), ("zen.test", last)]
