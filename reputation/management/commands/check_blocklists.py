@@ -50,7 +50,9 @@ class Command(BaseCommand):
                 f"LISTED  {item['address']} on {item['zone']}: {', '.join(item['codes'])}{reason}"
             )
         for zone in report.misbehaving:
-            self.stdout.write(f"MISBEHAVING  {zone}: self-test failed, its answers not applied")
+            self.stdout.write(f"MISBEHAVING  {zone}: self-test failed, not asked in this run")
+        for zone, why in sorted(report.skipped.items()):
+            self.stdout.write(f"SKIPPED  {zone}: {why}")
         if report.errors:
             self.stdout.write(f"{len(report.errors)} unknown answers (timeouts, refusals, errors)")
         if not report.listed:

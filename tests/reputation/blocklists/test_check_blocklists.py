@@ -150,3 +150,15 @@ def test_helo_names_of_pool_addresses_are_checked_on_domain_lists(catalogue):
     assert [(x["address"], x["zone"], x["codes"]) for x in listed] == [
         ("spam.example", "dbl.test", ["127.0.1.2"])
     ]
+
+
+def test_a_list_another_run_is_sweeping_is_skipped_and_said_so(catalogue):
+    from reputation.blocklists import runs
+
+    busy = runs.start_run(trigger="schedule", zones=["minor.test"])
+    code, out, _ = run("--list", "minor.test", "--list", "zen.test")
+    assert code == 0
+    assert f"SKIPPED  minor.test: run {busy.run.pk} is still sweeping it" in out
+    assert "LISTED  192.0.2.5 on zen.test" in out
+    data = json.loads(run("--json", "--list", "minor.test")[1])
+    assert data["skipped"] == {"minor.test": f"run {busy.run.pk} is still sweeping it"}
