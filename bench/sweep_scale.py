@@ -385,6 +385,8 @@ def run(options) -> None:
         fail("--pools: 1 to 32 (198.18.0.0/15 holds 32 /20s)")
     if unknown := set(options.sweeps) - {"first", "later"}:
         fail(f"--sweeps: unknown {sorted(unknown)[0]!r} (first, later)")
+    if options.database and not options.database.startswith("pw_bench_"):
+        fail("--database: a name starting with pw_bench_ (config_import --prune rewrites it)")
     options.lists = options.lists or 40
     networks = list(SCALE_RANGE.subnets(new_prefix=20))[: options.pools]
     pools = {f"bench{n:02}": [str(network)] for n, network in enumerate(networks)}
@@ -404,6 +406,8 @@ def run(options) -> None:
             f"{options.workers} workers x {options.concurrency}; {os.cpu_count()} CPUs, "
             f"load {load()}"
         )
+        limits = "product defaults" if options.limits else "max_qps = 0, max_in_flight = 0"
+        print(f"per-list limits: {limits}; zone TTL {TTL} s")
         with serve(work / "zones", zones.args, probe=zones.probe) as rbldnsd:
             site = Site(work / "site", "postgres", name, rbldnsd.nameserver, **redis.urls())
             prepare(site, config_document(pools, zones.names, limits=options.limits))
@@ -449,6 +453,8 @@ def sweeps(options, site: Site, workers: Workers, expected: set) -> None:
     for name in ("first", "later"):
         if name not in options.sweeps:
             continue
+        if name == "first" and latest_run(site.name) is not None:
+            print("note: this database has swept before: the first sweep is not a first one")
         if finished_at is not None:  # every answer's TTL must pass: all pairs due again
             pause = finished_at + TTL + 2 - time.time()
             if pause > 0:

@@ -129,8 +129,32 @@ def sql(statement: str, dbname: str = "postgres", params: tuple = ()) -> list[tu
         return cursor.fetchall() if cursor.description else []
 
 
+def create_from_template(name: str, template: str) -> None:
+    """CREATE DATABASE from a template, which must have no session: a product process that
+    used it has exited, but its server backend may take a moment to go."""
+    import psycopg
+
+    for attempt in range(20):
+        try:
+            sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+
+
 class CommandFailed(Exception):
     """A product command exited non-zero; the message holds its last stderr line."""
+
+
+LIVE: dict[tuple[str, str], Site] = {}  # databases created here and not dropped yet
+
+
+def drop_all() -> None:
+    """Drop every database created here that is still there (the bench's clean-up)."""
+    for site in list(LIVE.values()):
+        site.drop()
 
 
 class Site:
@@ -195,6 +219,7 @@ class Site:
         self.drop()
         if self.database == "postgres":
             sql(f'CREATE DATABASE "{self.name}"')
+        LIVE[self.database, self.name] = self
         self.manage("migrate", "--noinput")
         path = self.work / "config.toml"
         path.write_text(document)
@@ -212,10 +237,12 @@ class Site:
                 if Path(f"{source}{suffix}").exists():
                     shutil.copy(f"{source}{suffix}", self.work / f"{name}.sqlite3{suffix}")
         else:
-            sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}"')
+            create_from_template(name, self.name)
+        LIVE[other.database, other.name] = other
         return other
 
     def drop(self) -> None:
+        LIVE.pop((self.database, self.name), None)
         if self.database == "sqlite":
             for suffix in ("", "-wal", "-shm"):
                 (self.work / f"{self.name}.sqlite3{suffix}").unlink(missing_ok=True)
