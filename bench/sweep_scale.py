@@ -306,8 +306,10 @@ def wait_for_rdns(workers: Workers, offsets: list[int], timeout: float) -> None:
     """The sweep's reverse-DNS task may still run: let it end before the next figure."""
     deadline = time.monotonic() + max(timeout, 60)
     while time.monotonic() < deadline:
-        if any("reputation.check_rdns[" in line for line in workers.lines_since(offsets)):
-            return
+        for line in workers.lines_since(offsets):
+            match = TASK_LINE.search(line)
+            if match and match[1] == "reputation.check_rdns" and "received" not in match[3]:
+                return
         time.sleep(1)
 
 
