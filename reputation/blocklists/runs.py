@@ -195,10 +195,32 @@ def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:
     """RFC 5782 §5, once per run: which lists fail (an event on each change)."""
     if not blocklists:
         return SweepOutcome()
-    outcome = self_test([b.spec() for b in blocklists], make_resolver(blocklists))
+    resolver = make_resolver(blocklists)
+    outcome = self_test([b.spec() for b in blocklists], resolver)
+    # A test point lost on a lossy link is not a dead list: those lists get a second try.
+    lost = [b.spec() for b in blocklists if _only_timed_out(outcome, b.zone)]
+    if lost:
+        again = self_test(lost, resolver)
+        for spec in lost:
+            if spec.zone not in again.misbehaving:
+                del outcome.misbehaving[spec.zone]
+        outcome.results = [r for r in outcome.results if r.zone in outcome.misbehaving]
+        for zone, sent in again.queries_by_zone.items():
+            outcome.queries_by_zone[zone] = outcome.queries_by_zone.get(zone, 0) + sent
+        outcome.queries += again.queries
     listings.mark_self_tests(outcome, blocklists)
     listings.count_queries(run, outcome)
     return outcome
+
+
+def _only_timed_out(outcome: SweepOutcome, zone: str) -> bool:
+    """Whether `zone` failed its self-test only because test points got no answer."""
+    failed = [v for (spec, _), v in outcome.probes if spec.zone == zone and v.status == "unknown"]
+    return (
+        zone in outcome.misbehaving
+        and bool(failed)
+        and all(v.error == dnsbl.TIMEOUT for v in failed)
+    )
 
 
 def families(targets: Iterable[Target]) -> dict[str, list[str]]:

@@ -110,3 +110,19 @@ def test_system_check_warns_only_when_asked_for_database_checks(absent_address):
     warnings = [m for m in checks.run_checks(databases=["default"]) if m.id == "routing.W001"]
     assert len(warnings) == 1 and absent_address in warnings[0].msg
     assert warnings[0].level == checks.WARNING
+
+
+def test_system_check_is_one_warning_however_many_addresses_are_elsewhere(absent_address):
+    from routing.models import PoolAddress
+
+    first = PoolAddress.objects.get(address=absent_address)
+    PoolAddress.objects.bulk_create(
+        [
+            PoolAddress(pool=first.pool, ip_range=first.ip_range, address=f"203.0.113.{n}")
+            for n in range(100, 140)
+        ]
+    )
+    warnings = [m for m in checks.run_checks(databases=["default"]) if m.id == "routing.W001"]
+    assert len(warnings) == 1
+    assert warnings[0].msg.startswith("41 pool address(es) in rotation are not configured")
+    assert "and 36 more" in warnings[0].msg
