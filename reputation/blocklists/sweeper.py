@@ -3,9 +3,13 @@
 `UDPSweeper.resolve(lookups)` sends hand-built queries (a 12-byte header and the question)
 and parses only what a blocklist answer needs: the rcode, A addresses, TXT strings and the
 TTL. Building and parsing full dnspython messages would cost 100-180 µs per query; this costs
-a few. Each server has a connected socket (the kernel drops datagrams from anyone else), and
-a reply counts only if it comes from the server its query went to, with that query's ID and
-the very same question.
+a few.
+
+**Servers.** A zone listed in `zone_servers` (a local mirror of the list, a DQS endpoint) is
+asked only of its own servers, every other zone of `servers`; the tries of a lookup take the
+zone's servers in turn. Each server has a connected socket (the kernel drops datagrams from
+anyone else), and a reply counts only if it comes from the server its query went to, with
+that query's ID and the very same question.
 
 **Retransmission** follows TCP (RFC 6298), per server. Answers to lookups that were sent once
 give round-trip samples (Karn's rule: a retransmitted lookup gives none), and RTO = SRTT +
@@ -206,10 +210,12 @@ class _Zone:
         "next_send",
         "pending",
         "sent",
+        "servers",
         "spacing",
     )
 
-    def __init__(self, limits: ZoneLimits):
+    def __init__(self, limits: ZoneLimits, servers: list[ServerState]):
+        self.servers = servers  # whom its lookups are asked of, try after try
         self.pending: deque[int] = deque()
         self.in_flight = self.sent = self.left = 0
         self.limit = limits.in_flight or math.inf
@@ -230,17 +236,23 @@ class UDPSweeper:
         window: int = 100,
         limits: dict[str, ZoneLimits] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        zone_servers: dict[str, Sequence[tuple[str, int]]] | None = None,
     ):
         """`timeout` bounds one try, `timeout * attempts` one lookup; `window` is clamped to
-        MAX_WINDOW."""
+        MAX_WINDOW. A zone in `zone_servers` is asked only of its own servers."""
         if not servers:
             raise ValueError("no DNS server to ask")
         self.servers = [(host, port) for host, port in servers]
+        self.zone_servers = {z: [(h, p) for h, p in s] for z, s in (zone_servers or {}).items()}
+        empty = [zone for zone, own in self.zone_servers.items() if not own]
+        if empty:
+            raise ValueError(f"no DNS server to ask for {empty[0]}")
         self.timeout, self.attempts = timeout, attempts
         self.window = max(1, min(window, MAX_WINDOW))
         self.limits = limits or {}
         self.progress = progress
-        self.server_state = {address: self._state() for address in self.servers}
+        everyone = [*self.servers, *(a for own in self.zone_servers.values() for a in own)]
+        self.server_state = {address: self._state() for address in everyone}
         self.sent = 0  # datagrams sent, retransmissions included
         self.sent_by_zone: dict[str, int] = {}  # the same, per zone (for daily caps)
         self.lost = 0  # lookups never answered in their lifetime
@@ -289,12 +301,11 @@ class _Run:
         for name in zones:
             zone = self.zones.get(name)
             if zone is None:
-                zone = self.zones[name] = _Zone(sweeper.limits.get(name, ZoneLimits()))
+                zone = self.zones[name] = self._zone(name)
             zone.pending.append(len(self.zone_of))
             zone.left += 1
             self.zone_of.append(zone)
         self.ring, self.turn = list(self.zones.values()), 0
-        self.group = [sweeper.server_state[address] for address in sweeper.servers]
         # ID -> (lookup index, try, server, sent at), for every try whose lookup is unanswered
         self.flight: dict[int, tuple[int, int, ServerState, float]] = {}
         self.timers: list[tuple[float, int, int]] = []  # (expiry, ID, lookup index)
@@ -304,9 +315,18 @@ class _Run:
         self.step = max(1, count // 200)  # progress reports
         self.left = count
         self.qid = random.getrandbits(16)
-        self.socket_of = {state: self._open(*a) for a, state in sweeper.server_state.items()}
+        used = {state for zone in self.ring for state in zone.servers}
+        self.socket_of = {
+            state: self._open(*address)
+            for address, state in sweeper.server_state.items()
+            if state in used
+        }
         self.server_of = {sock.fileno(): state for state, sock in self.socket_of.items()}
         self.unsent = 0
+
+    def _zone(self, name: str) -> _Zone:
+        state, own = self.s.server_state, self.s.zone_servers.get(name, self.s.servers)
+        return _Zone(self.s.limits.get(name, ZoneLimits()), [state[a] for a in own])
 
     @staticmethod
     def _open(host: str, port: int) -> socket.socket:
@@ -320,7 +340,7 @@ class _Run:
     def close(self) -> None:
         for sock in self.socket_of.values():
             sock.close()
-        for state in self.s.server_state.values():
+        for state in self.socket_of:
             state.in_flight = 0
 
     def loop(self) -> None:
@@ -365,7 +385,7 @@ class _Run:
         index = self._next(zone, now)
         if index is None:
             return False
-        server = self.group[self.tries[index] % len(self.group)]
+        server = zone.servers[self.tries[index] % len(zone.servers)]
         if not server.has_room():
             return False
         zone.pending.popleft()

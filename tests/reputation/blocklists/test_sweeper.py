@@ -4,6 +4,9 @@ or slow proxies; its round-trip estimate and congestion window one step at a tim
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -181,6 +184,63 @@ def test_window_setting_is_clamped_and_a_huge_one_loses_nothing(rbldnsd):
         replies = probe.resolve(lookups)
     assert probe.lost == 0 and all(r.rcode is not None for r in replies)
     assert link.peak <= MAX_WINDOW + (probe.sent - len(lookups))
+
+
+def test_a_zone_with_its_own_server_is_asked_only_there(rbldnsd):
+    lookups = slash("192.0.2.0/25", "zen.test", "minor.test", "bitmask.test")
+    expected = sweeper(rbldnsd.port).resolve(lookups)
+    with proxy(rbldnsd.port) as default, proxy(rbldnsd.port) as mirror:
+        probe = sweeper(default.port, zone_servers={"minor.test": [(HOST, mirror.port)]})
+        replies = probe.resolve(lookups)
+    assert replies == expected and probe.lost == 0
+    assert asked_by_zone(mirror) == {"minor.test": probe.sent_by_zone["minor.test"]}
+    assert asked_by_zone(default) == {
+        zone: probe.sent_by_zone[zone] for zone in ("zen.test", "bitmask.test")
+    }
+    assert set(probe.server_state) == {(HOST, default.port), (HOST, mirror.port)}
+
+
+def test_a_zone_without_a_server_is_refused():
+    with pytest.raises(ValueError, match=r"minor\.test"):
+        UDPSweeper([(HOST, 53)], zone_servers={"minor.test": []})
+
+
+def answer(query: bytes, address: str = "127.0.0.2") -> bytes:
+    """A well-formed reply to `query`: its ID and question, one A record."""
+    end = 12
+    while query[end]:
+        end += query[end] + 1
+    header = query[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+    record = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(address)
+    return header + query[12 : end + 5] + record
+
+
+def test_a_reply_from_a_server_the_query_did_not_go_to_is_ignored():
+    """own.test's server stays silent; the default server answers its own query and also
+    sends the sweeper a well-formed answer to own.test's query (same ID and question)."""
+    own, default = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    with own, default:
+        for server in (own, default):
+            server.bind((HOST, 0))
+            server.settimeout(10)
+        probe = UDPSweeper(
+            [default.getsockname()],
+            zone_servers={"own.test": [own.getsockname()]},
+            timeout=0.5,
+            attempts=2,
+        )
+        lookups = [Lookup("2.0.0.127.own.test", zone="own.test"), Lookup("2.0.0.127.other.test")]
+        result: list = []
+        worker = threading.Thread(target=lambda: result.extend(probe.resolve(lookups)))
+        worker.start()
+        stolen, _ = own.recvfrom(512)
+        query, client = default.recvfrom(512)
+        default.sendto(answer(stolen), client)
+        default.sendto(answer(query), client)
+        worker.join(timeout=30)
+    own_reply, other_reply = result
+    assert other_reply.addresses == ("127.0.0.2",)  # answer() is good from the right server
+    assert own_reply.rcode is None and probe.lost == 1
 
 
 def test_rto_follows_rfc_6298_between_its_floor_and_the_timeout():
