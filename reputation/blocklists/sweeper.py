@@ -36,6 +36,12 @@ socket with the kernel's default receive buffer (net.core.rmem_default, 212,992 
 Debian 12), which held the first 154-157 queries of a burst here: one try per lookup, 20,480
 lookups, a window of 150 lost none, 160 lost 3, 200 lost 43, 1,000 lost 843, 20,000 lost
 about 15,000 (the excess of the first burst).
+
+**Limits.** Each zone stays within its own ZoneLimits (queries in flight, queries per second)
+and, with `shares`, within this process's Grant of limits that several processes share (the
+tighter of the two applies). The grants are read at the start of resolve() and every REFRESH
+seconds; a zone granted 0 waits, and the loop sleeps until the next refresh. `shares.done`
+is told of each zone once it has nothing pending or in flight.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from reputation.blocklists.dnsbl import Reply
 
@@ -66,6 +73,7 @@ MIN_WINDOW = 4
 MIN_RTO = 0.05  # seconds
 MAX_BACKOFF = 4  # a retry waits at most this many RTOs
 BURST = 0.05  # a rate-limited zone may catch up on this many seconds of its rate
+REFRESH = 0.2  # seconds between reads of the shared grants
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,23 @@ class Lookup:
 class ZoneLimits:
     in_flight: int = 0  # 0: only the overall window applies
     qps: float = 0.0  # 0: no rate limit
+
+
+@dataclass(frozen=True)
+class Grant:
+    """This process's share of one zone's limits right now: math.inf = no limit, 0 = wait."""
+
+    in_flight: float = math.inf  # rounded down
+    qps: float = math.inf
+
+
+class Shares(Protocol):
+    def current(self) -> dict[str, Grant]:
+        """This process's grant for each zone it shares (zones not in the result keep
+        their last grant); cheap to call, the implementation refreshes itself when due."""
+
+    def done(self, zone: str) -> None:
+        """This process has nothing left to ask of `zone` (its share may go to others)."""
 
 
 def question(name: str, qtype: int) -> bytes:
@@ -207,6 +232,8 @@ class _Zone:
         "in_flight",
         "left",
         "limit",
+        "limits",
+        "name",
         "next_send",
         "pending",
         "sent",
@@ -214,14 +241,25 @@ class _Zone:
         "spacing",
     )
 
-    def __init__(self, limits: ZoneLimits, servers: list[ServerState]):
+    def __init__(self, name: str, limits: ZoneLimits, servers: list[ServerState]):
+        self.name, self.limits = name, limits
         self.servers = servers  # whom its lookups are asked of, try after try
         self.pending: deque[int] = deque()
         self.in_flight = self.sent = self.left = 0
-        self.limit = limits.in_flight or math.inf
-        self.spacing = 1.0 / limits.qps if limits.qps > 0 else 0.0
+        self.limit, self.spacing = math.inf, 0.0  # 0: no rate limit, inf: none may go
         self.next_send = 0.0
         self.answered = False  # anything from this zone in this run: its silence is loss
+        self.govern(Grant(), 0.0)
+
+    def govern(self, grant: Grant, now: float) -> None:
+        """Apply the tighter of the zone's own limits and this grant."""
+        in_flight = min(self.limits.in_flight or math.inf, grant.in_flight)
+        qps = min(self.limits.qps or math.inf, grant.qps)
+        self.limit = math.floor(in_flight) if in_flight < math.inf else math.inf
+        spacing = 0.0 if qps == math.inf else 1 / qps if qps > 0 else math.inf
+        if spacing < self.spacing:  # a faster rate applies now, not after the slow gap
+            self.next_send = min(self.next_send, now + spacing)
+        self.spacing = spacing
 
 
 class UDPSweeper:
@@ -237,9 +275,11 @@ class UDPSweeper:
         limits: dict[str, ZoneLimits] | None = None,
         progress: Callable[[int, int], None] | None = None,
         zone_servers: dict[str, Sequence[tuple[str, int]]] | None = None,
+        shares: Shares | None = None,
     ):
         """`timeout` bounds one try, `timeout * attempts` one lookup; `window` is clamped to
-        MAX_WINDOW. A zone in `zone_servers` is asked only of its own servers."""
+        MAX_WINDOW. A zone in `zone_servers` is asked only of its own servers; `shares`
+        grants this process its part of limits shared with others."""
         if not servers:
             raise ValueError("no DNS server to ask")
         self.servers = [(host, port) for host, port in servers]
@@ -251,6 +291,7 @@ class UDPSweeper:
         self.window = max(1, min(window, MAX_WINDOW))
         self.limits = limits or {}
         self.progress = progress
+        self.shares = shares
         everyone = [*self.servers, *(a for own in self.zone_servers.values() for a in own)]
         self.server_state = {address: self._state() for address in everyone}
         self.sent = 0  # datagrams sent, retransmissions included
@@ -277,6 +318,8 @@ class UDPSweeper:
             run.close()
             for name, zone in run.zones.items():
                 self.sent_by_zone[name] = self.sent_by_zone.get(name, 0) + zone.sent
+                if zone.left and self.shares is not None:  # given up: nothing more to ask
+                    self.shares.done(name)
         return run.replies
 
 
@@ -326,7 +369,7 @@ class _Run:
 
     def _zone(self, name: str) -> _Zone:
         state, own = self.s.server_state, self.s.zone_servers.get(name, self.s.servers)
-        return _Zone(self.s.limits.get(name, ZoneLimits()), [state[a] for a in own])
+        return _Zone(name, self.s.limits.get(name, ZoneLimits()), [state[a] for a in own])
 
     @staticmethod
     def _open(host: str, port: int) -> socket.socket:
@@ -345,8 +388,12 @@ class _Run:
 
     def loop(self) -> None:
         readers = list(self.socket_of.values())
+        refresh = -math.inf
         while self.left:
             now = time.monotonic()
+            if self.s.shares is not None and now >= refresh:
+                self._govern(self.s.shares.current(), now)
+                refresh = now + REFRESH
             self._expire(now)
             wake = self._fill(now)
             if not self.left:
@@ -354,11 +401,19 @@ class _Run:
             wait = self.timers[0][0] - now if self.timers else 0.05
             if wake is not None:
                 wait = min(wait, wake - now)
+            if self.s.shares is not None:
+                wait = min(wait, refresh - now)
             ready, _, _ = select.select(readers, [], [], max(wait, 0.0))
             if ready:
                 now = time.monotonic()
                 for sock in ready:
                     self._drain(sock, now)
+
+    def _govern(self, grants: dict[str, Grant], now: float) -> None:
+        for name, grant in grants.items():
+            zone = self.zones.get(name)
+            if zone is not None:
+                zone.govern(grant, now)
 
     def _fill(self, now: float) -> float | None:
         """Send what the window and the zones' limits allow, the zones in turn from where the
@@ -377,8 +432,8 @@ class _Run:
 
     def _send_next(self, zone: _Zone, now: float) -> bool:
         """Send the zone's next lookup if its limits and its server's window allow."""
-        if zone.in_flight >= zone.limit:
-            return False
+        if zone.in_flight >= zone.limit or zone.spacing == math.inf:
+            return False  # at its limit, or granted nothing: the next refresh may change it
         if zone.spacing and now < zone.next_send:
             self.wake = zone.next_send if self.wake is None else min(self.wake, zone.next_send)
             return False
@@ -500,7 +555,10 @@ class _Run:
             armed.pop(qid, None)
         self.live[index] = -1
         self.replies[index] = reply
-        self.zone_of[index].left -= 1
+        zone = self.zone_of[index]
+        zone.left -= 1
+        if not zone.left and self.s.shares is not None:
+            self.s.shares.done(zone.name)
         self.left -= 1
         if self.s.progress is not None and (self.left % self.step == 0):
             self.s.progress(len(self.replies) - self.left, len(self.replies))
