@@ -11,25 +11,34 @@ zone's servers in turn. Each server has a connected socket (the kernel drops dat
 anyone else), and a reply counts only if it comes from the server its query went to, with
 that query's ID and the very same question.
 
-**Retransmission** follows TCP (RFC 6298), per server. Answers to lookups that were sent once
-give round-trip samples (Karn's rule: a retransmitted lookup gives none), and RTO = SRTT +
-4 * RTTVAR, at least MIN_RTO and at most `timeout`. MIN_RTO is 50 ms, unbound's floor
-(infra-cache-min-rtt): loopback answers come in ~0.1 ms, but a loaded two-core machine stalls
-a process for tens of milliseconds, and every needless retransmission costs a query against
-the list's daily cap. Try k of a lookup waits RTO * 2**k, at most MAX_BACKOFF * RTO and
-`timeout`. A lookup lives `timeout * attempts` seconds from its first try and is sent again
-while it lives, so a lossy link gets more tries when the RTO is small: at 30 % loss the last
-of 20,480 lookups needs about 13 tries (0.3**13 * 20,480 = 0.03), and 3 s fit 7 tries that
-back off to the 1-s ceiling but 16 capped at 4 * RTO. It is reported lost (Reply(rcode=None))
-only when its lifetime is spent. A reply to any of its tries completes it, so a late answer
-is not wasted. Until a zone has answered once in a run its tries wait the full `timeout`: a
-list that ignores us costs `attempts` queries per lookup, not one every RTO.
+**Retransmission** follows TCP (RFC 6298), per server. Answers to lookups sent once give
+round-trip samples (Karn's rule: a retransmitted lookup gives none); RTO = SRTT + 4 * RTTVAR,
+at least MIN_RTO and at most `timeout`, which is also the RTO before the first sample.
+MIN_RTO is 50 ms, unbound's floor (infra-cache-min-rtt): loopback answers come in ~0.1 ms,
+but a loaded two-core machine stalls a process for tens of milliseconds, and a needless
+retransmission costs a query against the list's daily cap. A first try waits the server's
+current RTO (first tries are timed in the order they were sent, as TCP times its oldest
+segment, so a new estimate applies to all of them); try k waits RTO * 2**k, at most
+MAX_BACKOFF * RTO and `timeout`.
+
+A lookup lives `timeout * attempts` seconds from its first try and is sent again while it
+lives, so a lossy link gets more tries when the RTO is small. With runs.py's defaults (1 s,
+3 attempts) at 30 % loss, the last of 20,480 lookups needs about 13 tries (0.3**13 * 20,480
+= 0.03): 3 s fit 7 tries backing off to the 1-s ceiling, 16 capped at 4 * RTO. A lookup is
+reported lost (Reply(rcode=None)) only when its lifetime is spent, and a reply to any of its
+tries answers it, so a late answer is not wasted. Until a zone has answered once in a run,
+its tries wait the full `timeout`: a list that ignores us costs `attempts` queries per lookup
+(as before), not one per RTO.
 
 **Congestion window** (AIMD, per server). Each server's window starts at `window`, halves on
 a timeout (once per loss event: the timeout of a query sent before the last halving does not
-halve it again, so at most once per RTO), never below MIN_WINDOW, and grows back by 1/size per
-answer (one per round trip), never above `window`. A timeout in a zone that has not answered
-yet does not count: silence is not congestion. At most `window` lookups are in flight in all.
+halve it again, so at most once per RTO), never below MIN_WINDOW, and grows back by one per
+round trip (SRTT) that brings answers, never above `window`. TCP counts its round trip as
+1/size per answer, but here a lost query holds its place for an RTO, 500 round trips on
+loopback: counted that way, 30 % loss kept the window at its floor (5,120 lookups took 33 s;
+20,480 take 9 s counted by time). A timeout in a zone that has not answered yet does not
+count: silence is not congestion. At most `window` lookups are in flight in all, and the
+zones take turns, so none waits behind another.
 
 `window` is clamped to MAX_WINDOW = 128. rbldnsd, like unbound (so-rcvbuf: 0), reads from a
 socket with the kernel's default receive buffer (net.core.rmem_default, 212,992 bytes on
@@ -74,6 +83,8 @@ MIN_RTO = 0.05  # seconds
 MAX_BACKOFF = 4  # a retry waits at most this many RTOs
 BURST = 0.05  # a rate-limited zone may catch up on this many seconds of its rate
 REFRESH = 0.2  # seconds between reads of the shared grants
+INF = math.inf
+FIRST = -1.0  # the expiry of a first try: its server's current RTO after it was sent
 
 
 @dataclass(frozen=True)
@@ -187,7 +198,7 @@ class ServerState:
         self.srtt: float | None = None  # seconds; None until the first sample
         self.rttvar = 0.0
         self.ceiling = ceiling
-        self.rto = ceiling  # nothing measured yet: the configured timeout
+        self.rto = ceiling  # nothing measured yet: the configured timeout (never above it)
         self.limit = window
         self.size = float(window)  # the congestion window
         self.floor = min(MIN_WINDOW, window)
@@ -203,15 +214,18 @@ class ServerState:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.rto = min(self.ceiling, max(MIN_RTO, self.srtt + 4 * self.rttvar))
+        rto = self.srtt + 4 * self.rttvar
+        self.rto = self.ceiling if rto > self.ceiling else MIN_RTO if rto < MIN_RTO else rto
 
     def wait(self, attempt: int) -> float:
         """How long try `attempt` (0 for the first) waits for its reply: exponential back-off."""
+        if not attempt:
+            return self.rto
         return min(self.ceiling, self.rto * min(1 << attempt, MAX_BACKOFF))
 
     def answered(self, now: float) -> None:
         """An answer came: the window grows by one per round trip that brings answers."""
-        if self.size < self.limit and now - self.grown >= (self.srtt or 0.0):
+        if now - self.grown >= (self.srtt or 0.0):
             self.size = min(self.limit, self.size + 1)
             self.grown = now
 
@@ -221,9 +235,6 @@ class ServerState:
             self.size = max(self.floor, self.size / 2)
             self.recovered = now
             self.shrinks += 1
-
-    def has_room(self) -> bool:
-        return self.in_flight + 1 <= self.size
 
 
 class _Zone:
@@ -330,7 +341,7 @@ class _Run:
     valid until it completes, so their late replies still answer it."""
 
     def __init__(self, sweeper: UDPSweeper, questions: Sequence[bytes], zones: Sequence[str]):
-        self.s = sweeper
+        self.s, self.shares, self.progress = sweeper, sweeper.shares, sweeper.progress
         self.questions = questions
         count = len(questions)
         self.replies: list[Reply | None] = [None] * count
@@ -351,9 +362,8 @@ class _Run:
         self.ring, self.turn = list(self.zones.values()), 0
         # ID -> (lookup index, try, server, sent at), for every try whose lookup is unanswered
         self.flight: dict[int, tuple[int, int, ServerState, float]] = {}
-        self.timers: list[tuple[float, int, int]] = []  # (expiry, ID, lookup index)
-        self.armed: dict[int, float] = {}  # ID -> the expiry of its timer (re-armed: later)
-        self.unmeasured: dict[ServerState, list[int]] = {}  # IDs sent before its first RTT
+        self.timers: list[tuple[float, int, int]] = []  # retries: (expiry, ID, lookup index)
+        self.expiry = [0.0] * count  # when each lookup's current try times out (FIRST: RTO)
         self.busy = 0  # lookups in flight
         self.step = max(1, count // 200)  # progress reports
         self.left = count
@@ -365,6 +375,10 @@ class _Run:
             if state in used
         }
         self.server_of = {sock.fileno(): state for state, sock in self.socket_of.items()}
+        # First tries in the order they were sent: (sent at, ID, lookup index)
+        self.firsts: dict[ServerState, deque[tuple[float, int, int]]] = {
+            state: deque() for state in used
+        }
         self.unsent = 0
 
     def _zone(self, name: str) -> _Zone:
@@ -391,17 +405,17 @@ class _Run:
         refresh = -math.inf
         while self.left:
             now = time.monotonic()
-            if self.s.shares is not None and now >= refresh:
-                self._govern(self.s.shares.current(), now)
+            if self.shares is not None and now >= refresh:
+                self._govern(self.shares.current(), now)
                 refresh = now + REFRESH
-            self._expire(now)
+            due = self._expire(now)
             wake = self._fill(now)
             if not self.left:
                 break
-            wait = self.timers[0][0] - now if self.timers else 0.05
+            wait = 0.05 if due == INF else due - now
             if wake is not None:
                 wait = min(wait, wake - now)
-            if self.s.shares is not None:
+            if self.shares is not None:
                 wait = min(wait, refresh - now)
             ready, _, _ = select.select(readers, [], [], max(wait, 0.0))
             if ready:
@@ -416,42 +430,42 @@ class _Run:
                 zone.govern(grant, now)
 
     def _fill(self, now: float) -> float | None:
-        """Send what the window and the zones' limits allow, the zones in turn from where the
-        last call stopped (so none starves, and a zone's retries go first); return when a
-        rate-limited zone may send next (None if none waits)."""
-        self.wake: float | None = None
-        ring, room, idle = self.ring, self.s.window - self.busy, 0
-        while room > 0 and idle < len(ring):
-            zone = ring[self.turn]
-            self.turn = (self.turn + 1) % len(ring)
-            if zone.pending and self._send_next(zone, now):
-                room, idle = room - 1, 0
-            else:
-                idle += 1
-        return self.wake
-
-    def _send_next(self, zone: _Zone, now: float) -> bool:
-        """Send the zone's next lookup if its limits and its server's window allow."""
-        if zone.in_flight >= zone.limit or zone.spacing == math.inf:
-            return False  # at its limit, or granted nothing: the next refresh may change it
-        if zone.spacing and now < zone.next_send:
-            self.wake = zone.next_send if self.wake is None else min(self.wake, zone.next_send)
-            return False
-        index = self._next(zone, now)
-        if index is None:
-            return False
-        server = zone.servers[self.tries[index] % len(zone.servers)]
-        if not server.has_room():
-            return False
-        zone.pending.popleft()
-        if zone.spacing:
-            zone.next_send = max(zone.next_send, now - BURST) + zone.spacing
-        self._send(index, zone, server, now)
-        return True
+        """Send what the window, the servers' windows and the zones' limits allow, the zones
+        in turn from where the last call stopped (so none starves, and a zone's retries go
+        first); return when a rate-limited zone may send next (None if none waits)."""
+        wake = None
+        ring, room, idle, turn = self.ring, self.s.window - self.busy, 0, self.turn
+        tries, zones = self.tries, len(ring)
+        while room > 0 and idle < zones:
+            zone = ring[turn]
+            turn = turn + 1 if turn + 1 < zones else 0
+            idle += 1
+            if not zone.pending or zone.in_flight >= zone.limit:
+                continue
+            spacing = zone.spacing
+            if spacing and (spacing == INF or now < zone.next_send):
+                if spacing != INF:  # else granted nothing: the next refresh may change that
+                    wake = zone.next_send if wake is None else min(wake, zone.next_send)
+                continue
+            index, server = zone.pending[0], zone.servers[0]
+            if tries[index]:  # a retry: maybe answered or expired while it waited
+                index = self._next(zone, now)
+                if index is None:
+                    continue
+                server = zone.servers[tries[index] % len(zone.servers)]
+            if server.in_flight + 1 > server.size:
+                continue
+            zone.pending.popleft()
+            if spacing:
+                zone.next_send = max(zone.next_send, now - BURST) + spacing
+            self._send(index, zone, server, now)
+            room, idle = room - 1, 0
+        self.turn = turn
+        return wake
 
     def _next(self, zone: _Zone, now: float) -> int | None:
         """The lookup at the head of the zone's queue, past any answered while they waited
-        for a retry and any whose lifetime ran out there."""
+        for a retry and any whose lifetime ran out there (None if the queue empties)."""
         pending = zone.pending
         while pending:
             index = pending[0]
@@ -487,25 +501,19 @@ class _Run:
         self.busy += 1
         self.flight[qid] = (index, attempt, server, now)
         self.live[index] = qid
-        if server.srtt is None:
-            self.unmeasured.setdefault(server, []).append(qid)
-        self._arm(qid, index, now, server.wait(attempt))
+        if attempt:
+            self._arm(qid, index, now, server.wait(attempt))
+        else:
+            self.expiry[index] = FIRST
+            self.firsts[server].append((now, qid, index))
 
     def _arm(self, qid: int, index: int, sent: float, wait: float) -> None:
         """Time the try out `wait` after it was sent, or at the end of the lookup's lifetime
         if that comes first or too soon after for another try to be worth it."""
         end = self.ends[index]
         expiry = end if end - (sent + wait) < wait / 2 else sent + wait
-        self.armed[qid] = expiry
+        self.expiry[index] = expiry
         heapq.heappush(self.timers, (expiry, qid, index))
-
-    def _measured(self, server: ServerState) -> None:
-        """The server's first round trip is known: tries sent before wait their RTO, not
-        the initial one (the configured timeout)."""
-        for qid in self.unmeasured.pop(server, ()):
-            entry = self.flight.get(qid)
-            if entry is not None and self.live[entry[0]] == qid:
-                self._arm(qid, entry[0], entry[3], server.wait(entry[1]))
 
     def _drain(self, sock: socket.socket, now: float) -> None:
         flight, questions = self.flight, self.questions
@@ -519,60 +527,69 @@ class _Run:
                 continue
             if len(data) < 12:
                 continue
-            entry = flight.get((data[0] << 8) | data[1])
+            qid = (data[0] << 8) | data[1]
+            entry = flight.get(qid)
             if entry is None or entry[2] is not server:
                 continue
             reply = parse_reply(data, questions[entry[0]])
             if reply is not None:
-                self._answered(entry, reply, now)
+                self._answered(qid, reply, now)
 
-    def _answered(
-        self, entry: tuple[int, int, ServerState, float], reply: Reply, now: float
-    ) -> None:
-        index, _, server, sent = entry
+    def _answered(self, qid: int, reply: Reply, now: float) -> None:
+        index, _, server, sent = self.flight[qid]
         zone = self.zone_of[index]
         zone.answered = True
         if self.tries[index] == 1:
-            measured = server.srtt is not None
             server.sample(now - sent)
-            if not measured:
-                self._measured(server)
-        server.answered(now)
-        if self.live[index] >= 0:
-            self._release(index, zone)
+        if server.size < server.limit:
+            server.answered(now)
+        live = self.live[index]
+        if live >= 0:  # else it waits for a retry: its place is free already
+            (server if live == qid else self.flight[live][2]).in_flight -= 1
+            zone.in_flight -= 1
+            self.busy -= 1
         self._finish(index, reply)
 
-    def _release(self, index: int, zone: _Zone) -> None:
-        """The lookup's current try no longer holds a place in flight."""
-        self.flight[self.live[index]][2].in_flight -= 1
-        zone.in_flight -= 1
-        self.busy -= 1
-
     def _finish(self, index: int, reply: Reply) -> None:
-        flight, armed = self.flight, self.armed
-        for qid in (self.live[index], *self.stale.pop(index, ())):
-            flight.pop(qid, None)
-            armed.pop(qid, None)
+        flight = self.flight
+        flight.pop(self.live[index], None)
+        if index in self.stale:
+            for qid in self.stale.pop(index):
+                flight.pop(qid, None)
         self.live[index] = -1
         self.replies[index] = reply
         zone = self.zone_of[index]
         zone.left -= 1
-        if not zone.left and self.s.shares is not None:
-            self.s.shares.done(zone.name)
+        if not zone.left and self.shares is not None:
+            self.shares.done(zone.name)
         self.left -= 1
-        if self.s.progress is not None and (self.left % self.step == 0):
-            self.s.progress(len(self.replies) - self.left, len(self.replies))
+        if self.progress is not None and (self.left % self.step == 0):
+            self.progress(len(self.replies) - self.left, len(self.replies))
 
-    def _expire(self, now: float) -> None:
-        timers, live, armed = self.timers, self.live, self.armed
+    def _expire(self, now: float) -> float:
+        """Time out the tries whose wait is over; return when the next one is due (inf if
+        none is in flight)."""
+        live, expiry, due = self.live, self.expiry, INF
+        for server, firsts in self.firsts.items():
+            while firsts:
+                sent, qid, index = firsts[0]
+                current = live[index] == qid and expiry[index] == FIRST
+                if current and sent + server.rto > now:
+                    due = min(due, sent + server.rto)
+                    break
+                firsts.popleft()
+                if current:
+                    self._timed_out(qid, index, now)
+        timers = self.timers
         while timers:
-            expiry, qid, index = timers[0]
-            current = live[index] == qid and armed[qid] == expiry
-            if current and expiry > now:
-                return
+            when, qid, index = timers[0]
+            current = live[index] == qid and expiry[index] == when
+            if current and when > now:
+                return min(due, when)
             heapq.heappop(timers)
             if current:
                 self._timed_out(qid, index, now)
+        return due
 
     def _timed_out(self, qid: int, index: int, now: float) -> None:
         zone = self.zone_of[index]
@@ -580,7 +597,9 @@ class _Run:
         if not zone.answered and now < sent + self.s.timeout and now < self.ends[index]:
             self._arm(qid, index, sent, self.s.timeout)  # a silent zone: retry slowly
             return
-        self._release(index, zone)
+        server.in_flight -= 1
+        zone.in_flight -= 1
+        self.busy -= 1
         if now >= self.ends[index]:
             self.s.lost += 1
             self._finish(index, TIMEOUT_REPLY)

@@ -75,14 +75,14 @@ def test_refused_and_silent_zones_give_refused_and_timeouts(rbldnsd):
 def test_a_silent_zone_costs_attempts_queries_per_lookup_though_the_server_answers_fast(
     rbldnsd,
 ):
-    """Other zones bring the RTO down to its floor, but a zone that never answered is
+    """Other zones bring the RTO down towards its floor, but a zone that never answered is
     retried every `timeout` only, and reported lost after `timeout * attempts`."""
-    probe = sweeper(rbldnsd.port, timeout=0.1, attempts=3)
+    probe = sweeper(rbldnsd.port, timeout=0.5, attempts=3)
     lookups = slash("192.0.2.0/26", "zen.test") + slash("192.0.2.0/29", "silent.test")
     started = time.monotonic()
     replies = probe.resolve(lookups)
-    assert time.monotonic() - started >= 0.3  # never lost before its lifetime is spent
-    assert probe.server_state[(HOST, rbldnsd.port)].rto == MIN_RTO
+    assert time.monotonic() - started >= 1.5  # never lost before its lifetime is spent
+    assert probe.server_state[(HOST, rbldnsd.port)].rto <= 0.1  # 50 ms unless loaded
     assert [r.rcode for r in replies[64:]] == [None] * 8 and probe.lost == 8
     assert probe.sent_by_zone == {"zen.test": 64, "silent.test": 8 * 3}
     assert probe.server_state[(HOST, rbldnsd.port)].shrinks == 0  # silence is not loss
@@ -109,7 +109,7 @@ def test_window_bounds_queries_in_flight_and_a_whole_slash_22_resolves(rbldnsd):
     assert all(r.rcode is not None for r in replies) and probe.lost == 0
 
 
-def test_every_lookup_is_answered_right_at_30_percent_loss_and_the_window_shrinks(rbldnsd):
+def test_every_lookup_is_answered_right_at_30_percent_loss(rbldnsd):
     lookups = slash("192.0.2.0/23", "zen.test", "bitmask.test", "minor.test")
     expected = sweeper(rbldnsd.port).resolve(lookups)
     with proxy(rbldnsd.port, loss=0.3) as lossy:
@@ -118,8 +118,7 @@ def test_every_lookup_is_answered_right_at_30_percent_loss_and_the_window_shrink
     assert lossy.dropped > len(lookups) // 5
     assert got == expected and probe.lost == 0
     assert sum(1 for r in got if r.addresses) == 6
-    state = probe.server_state[(HOST, lossy.port)]
-    assert state.shrinks > 0 and state.size < probe.window
+    assert probe.server_state[(HOST, lossy.port)].shrinks > 0
     assert probe.sent_by_zone == asked_by_zone(lossy)  # every datagram, retries included
 
 
@@ -131,20 +130,26 @@ def asked_by_zone(link) -> dict[str, int]:
     return counts
 
 
-def test_window_grows_back_to_the_setting_once_replies_come_through(rbldnsd, monkeypatch):
-    with proxy(rbldnsd.port, loss=0.3) as link:
-        probe = sweeper(link.port, timeout=1.0, attempts=3, window=40)
-        probe.resolve(slash("192.0.2.0/24", "zen.test", "minor.test"))
+def test_window_shrinks_on_loss_and_grows_back_once_replies_come_through(rbldnsd, monkeypatch):
+    """Every reply about one name is lost: each of its timeouts halves the window (the other
+    lookups were answered long before). Then answers grow it back to the setting, one step
+    per round trip (a few hundred round trips; a loaded machine makes them fewer per run)."""
+    with proxy(rbldnsd.port, lose="1.2.0.192.minor.test") as link:
+        probe = sweeper(link.port, timeout=0.5, attempts=2, window=40)
+        replies = probe.resolve(slash("192.0.2.0/27", "minor.test"))
         state = probe.server_state[(HOST, link.port)]
         shrinks = state.shrinks
-        assert state.size < 40
-        link.loss = 0.0
+        assert replies[1].rcode is None and probe.lost == 1
+        assert shrinks >= 1 and state.size <= 20
         # No spurious timeout on a loaded machine: the RTO floor goes up to 1 s.
         monkeypatch.setattr(sweeper_module, "MIN_RTO", 1.0)
         state.sample(state.srtt)
-        # One step per round trip: 2,048 lookups take 50 round trips at least.
-        replies = probe.resolve(slash("192.0.0.0/22", "zen.test", "minor.test"))
-    assert probe.lost == 0 and all(r.rcode is not None for r in replies)
+        lookups = slash("192.0.0.0/22", "zen.test", "bitmask.test", "refused.test")
+        for _ in range(5):
+            probe.resolve(lookups)
+            if state.size == 40:
+                break
+    assert probe.lost == 1  # none of the others
     assert state.shrinks == shrinks and state.size == 40
 
 
@@ -152,12 +157,12 @@ def test_rto_adapts_to_a_slow_server(rbldnsd):
     lookups = slash("192.0.2.0/27", "zen.test")
     fast = sweeper(rbldnsd.port, timeout=1.0)
     expected = fast.resolve(lookups)
-    assert fast.server_state[(HOST, rbldnsd.port)].rto == MIN_RTO
-    with proxy(rbldnsd.port, delay=0.15) as slow:
+    assert fast.server_state[(HOST, rbldnsd.port)].rto < 0.3  # 50 ms unless loaded
+    with proxy(rbldnsd.port, delay=0.3) as slow:
         probe = sweeper(slow.port, timeout=1.0, window=8)
         replies = probe.resolve(lookups)
     state = probe.server_state[(HOST, slow.port)]
-    assert state.srtt >= 0.15 and 0.15 <= state.rto <= 1.0
+    assert state.srtt >= 0.3 and 0.3 <= state.rto <= 1.0
     assert probe.lost == 0 and replies == expected
     assert probe.sent < 2 * len(lookups)  # a rare spurious retry, not one per lookup
 
