@@ -92,7 +92,8 @@ def test_a_zone_granted_nothing_waits_without_spinning_until_its_grant_comes(rbl
     assert replies == expected
     assert shares.seen[:7] == [0] * 7  # read before the first query, and obeyed
     assert elapsed >= 5 * 0.15 and cpu < elapsed / 2  # slept between refreshes
-    assert sorted(shares.finished) == [("minor.test", 7), ("zen.test", 1)]
+    finished = dict(shares.finished)  # zone -> calls to current() before its done()
+    assert len(shares.finished) == 2 and finished["zen.test"] <= 6 <= finished["minor.test"] - 1
 
 
 def test_a_raised_rate_takes_effect_mid_run(rbldnsd):
