@@ -1,6 +1,7 @@
 """A real rbldnsd on loopback for blocklist tests, serving tests/zones/dnsbl (see its README
 for what every zone answers), and small Python DNS proxies in front of it for what rbldnsd
-cannot do: a resolver that rewrites NXDOMAIN into an address, and a link that loses replies.
+cannot do: a resolver that rewrites NXDOMAIN into an address, a link that loses replies, a
+slow link; the proxies also count what they are asked.
 
 Use the session-scoped `rbldnsd` fixture; it yields an `Rbldnsd`. Nothing here sends a packet
 off the host: rbldnsd and the proxies listen on 127.0.0.1 and only talk to each other.
@@ -8,6 +9,8 @@ off the host: rbldnsd and the proxies listen on 127.0.0.1 and only talk to each 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import random
 import selectors
@@ -19,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +61,15 @@ def udp_port() -> int:
 
 def _wire(name: str) -> bytes:
     return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+
+
+def _name(query: bytes) -> str:
+    """The question name of a query datagram, lowercase, without the trailing dot."""
+    labels, pos = [], 12
+    while pos < len(query) and query[pos]:
+        labels.append(query[pos + 1 : pos + 1 + query[pos]].decode("ascii", "replace"))
+        pos += 1 + query[pos]
+    return ".".join(labels).lower()
 
 
 def ask(port: int, name: str, qtype: int = 1, timeout: float = 0.3) -> bytes | None:
@@ -197,7 +210,12 @@ def rewrite_nxdomain(reply: bytes) -> bytes:
 class Proxy:
     """A UDP DNS proxy on loopback in front of `upstream`: drops a `loss` fraction of the
     replies (chosen by a seeded random generator) and every reply about the name `lose` (of
-    type `lose_type` only, when given: 1 = A, 16 = TXT), and optionally rewrites NXDOMAIN."""
+    type `lose_type` only, when given: 1 = A, 16 = TXT), holds each reply `delay` seconds
+    before passing it on, and optionally rewrites NXDOMAIN.
+
+    It counts the query names it forwards (`asked`) and the most queries outstanding at
+    once (`peak`: forwarded, their reply neither passed on nor dropped yet). `loss` may be
+    changed while it runs."""
 
     def __init__(
         self,
@@ -208,10 +226,12 @@ class Proxy:
         lose_type: int = 0,
         rewrite: bool = False,
         seed: int = 5,
+        delay: float = 0.0,
     ):
         self.upstream, self.loss, self.rewrite = (HOST, upstream), loss, rewrite
         self.lose = _wire(lose) if lose else b""
         self.lose_type = struct.pack("!H", lose_type) if lose_type else b""
+        self.delay = delay
         self.random = random.Random(seed)
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.front.bind((HOST, 0))
@@ -220,6 +240,11 @@ class Proxy:
         self.port: int = self.front.getsockname()[1]
         self.clients: dict[int, tuple] = {}
         self.dropped = 0
+        self.asked: Counter[str] = Counter()
+        self.outstanding: set[int] = set()
+        self.peak = 0
+        self._held: list[tuple[float, int, bytes, tuple]] = []  # (release at, seq, reply, client)
+        self._seq = itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="dns-proxy", daemon=True)
         self._thread.start()
@@ -239,30 +264,47 @@ class Proxy:
             selector.register(self.front, selectors.EVENT_READ)
             selector.register(self.back, selectors.EVENT_READ)
             while not self._stop.is_set():
-                for key, _ in selector.select(timeout=0.1):
+                wait = 0.1
+                if self._held:
+                    wait = min(wait, max(0.0, self._held[0][0] - time.monotonic()))
+                for key, _ in selector.select(timeout=wait):
                     if key.fileobj is self.front:
                         self._forward()
                     else:
                         self._reply()
+                self._release(time.monotonic())
 
     def _forward(self) -> None:
         data, client = self.front.recvfrom(4096)
         if len(data) < 12:
             return
-        self.clients[struct.unpack("!H", data[:2])[0]] = client
+        qid = struct.unpack("!H", data[:2])[0]
+        self.clients[qid] = client
+        self.asked[_name(data)] += 1
+        self.outstanding.add(qid)
+        self.peak = max(self.peak, len(self.outstanding))
         self.back.sendto(data, self.upstream)
 
     def _reply(self) -> None:
         data, _ = self.back.recvfrom(4096)
-        client = self.clients.get(struct.unpack("!H", data[:2])[0])
+        qid = struct.unpack("!H", data[:2])[0]
+        client = self.clients.get(qid)
         if client is None:
             return
         question = data[12 : 12 + len(self.lose) + 2].lower()
         lost = self.lose and question.startswith(self.lose) and question.endswith(self.lose_type)
         if lost or (self.loss and self.random.random() < self.loss):
             self.dropped += 1
+            self.outstanding.discard(qid)
             return
-        self.front.sendto(rewrite_nxdomain(data) if self.rewrite else data, client)
+        data = rewrite_nxdomain(data) if self.rewrite else data
+        heapq.heappush(self._held, (time.monotonic() + self.delay, next(self._seq), data, client))
+
+    def _release(self, now: float) -> None:
+        while self._held and self._held[0][0] <= now:
+            _, _, data, client = heapq.heappop(self._held)
+            self.outstanding.discard(struct.unpack("!H", data[:2])[0])
+            self.front.sendto(data, client)
 
 
 @contextmanager
