@@ -19,9 +19,10 @@ only its share of what is left of today's cap, stalest first.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -31,8 +32,9 @@ from django.utils import timezone
 from config.env import split_nameserver
 from reputation import schedules
 from reputation.blocklists import dnsbl, listings, rdns
+from reputation.blocklists.shares import shares_for
 from reputation.blocklists.sweep import SweepOutcome, self_test, sweep_work
-from reputation.blocklists.sweeper import UDPSweeper, ZoneLimits
+from reputation.blocklists.sweeper import Shares, UDPSweeper, ZoneLimits
 from reputation.models import (
     AddressCheck,
     Blocklist,
@@ -113,9 +115,13 @@ def chosen_blocklists(zones: list[str] | None = None) -> list[Blocklist]:
 
 
 def make_resolver(
-    blocklists: list[Blocklist], progress: Callable[[int, int], None] | None = None
+    blocklists: list[Blocklist],
+    progress: Callable[[int, int], None] | None = None,
+    shares: Shares | None = None,
 ) -> UDPSweeper:
-    """The sweeper for these lists, on POOLWARDEN_NAMESERVERS (or the system's resolvers)."""
+    """The sweeper for these lists: each list on its own resolvers if it has some, the others
+    on POOLWARDEN_NAMESERVERS (or the system's resolvers); within each list's limits, and
+    within this process's share of them when `shares` divides them among workers."""
     servers = [split_nameserver(entry) for entry in settings.POOLWARDEN_NAMESERVERS]
     if not servers:
         import dns.resolver
@@ -123,10 +129,30 @@ def make_resolver(
         servers = [(host, 53) for host in dns.resolver.Resolver().nameservers]
     lifetime = settings.POOLWARDEN_DNS_TIMEOUT
     limits = {b.zone: ZoneLimits(*b.query_limits) for b in blocklists}
+    own = {b.zone: b.servers() for b in blocklists if b.nameservers.strip()}
     window = getattr(settings, "POOLWARDEN_DNSBL_WINDOW", 100)
     return UDPSweeper(
-        servers, timeout=lifetime / 3, attempts=3, window=window, limits=limits, progress=progress
+        servers,
+        timeout=lifetime / 3,
+        attempts=3,
+        window=window,
+        limits=limits,
+        progress=progress,
+        zone_servers=own,
+        shares=shares,
     )
+
+
+@contextlib.contextmanager
+def shared_limits(blocklists: list[Blocklist]) -> Iterator[Shares | None]:
+    """This process's share of the limits of these lists, divided among every worker
+    sweeping them now (see `shares`); None when no list has a limit."""
+    limits = {b.zone: b.query_limits for b in blocklists if any(b.query_limits)}
+    if not limits:
+        yield None
+        return
+    with shares_for(limits) as shares:
+        yield shares
 
 
 def daily_cap(blocklist: Blocklist) -> int:
@@ -388,7 +414,9 @@ def run_chunk(
             asked = [t for t in chunk["picked"][blocklist.zone] if t in pools]
         if asked:
             work.append((spec, asked))
-    outcome = sweep_work(work, make_resolver(blocklists, progress), self_test=False)
+    with shared_limits(blocklists) as shares:
+        resolver = make_resolver(blocklists, progress, shares)
+        outcome = sweep_work(work, resolver, self_test=False)
     per_pair = {b.zone for b in blocklists if daily_cap(b)}
     listings.apply_chunk(run, index, outcome, pools, per_pair=per_pair)
     return outcome

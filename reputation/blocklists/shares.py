@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reputation.blocklists.holders import Backend, Limits, Row, Unavailable, default_backend
+from reputation.blocklists.sweeper import Grant
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +61,6 @@ PERIOD = 0.5  # seconds between heartbeats
 TTL = 5.0  # a holder whose heartbeat has not changed for this long is dead
 DRAIN = 0.5  # a newcomer's wait, once every holder has seen it, for the old shares' queries
 RETRY = 2.0  # seconds between attempts while the backend is unavailable
-
-
-# Moves to reputation/blocklists/sweeper.py at merge (the sweeper side is written in parallel).
-@dataclass(frozen=True)
-class Grant:
-    """This process's share of one zone's limits right now: math.inf = no limit, 0 = wait."""
-
-    in_flight: float = math.inf
-    qps: float = math.inf
 
 
 WAIT = Grant(0, 0.0)

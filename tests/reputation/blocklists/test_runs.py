@@ -182,3 +182,46 @@ def test_old_list_sweeps_are_forgotten_but_each_lists_latest_stays(catalogue):
     kept = ListSweep.objects.values_list("blocklist__zone", "run_id")
     last = CheckRun.objects.latest("pk").pk
     assert sorted(kept) == [("minor.test", last), ("zen.test", last)]
+
+
+def test_a_list_with_its_own_nameservers_is_asked_only_there(catalogue, rbldnsd, settings):
+    settings.POOLWARDEN_NAMESERVERS = ["127.0.0.1:9"]  # nothing answers there
+    with proxy(rbldnsd.port) as own:
+        Blocklist.objects.filter(zone="minor.test").update(nameservers=own.nameserver)
+        report = runs.run_now(zones=["minor.test"])
+        assert own.asked
+    assert report.misbehaving == [] and report.errors == []
+    assert [x["address"] for x in report.listed] == ["192.0.2.12"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_takes_its_share_of_a_lists_limits_with_every_other_worker(catalogue):
+    """While a run sweeps a rate-limited list, another worker that joins the list gets half
+    of its rate: the run's chunk is one of the list's holders (in Redis or the database)."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from reputation.blocklists.shares import shares_for
+
+    Blocklist.objects.filter(zone="minor.test").update(max_qps=8, max_in_flight=0)
+
+    def sweep() -> None:
+        try:
+            runs.run_now(zones=["minor.test"])  # 32 addresses at 8 a second
+        finally:
+            connections.close_all()
+
+    sweeping = threading.Thread(target=sweep)
+    sweeping.start()
+    try:
+        with shares_for({"minor.test": (0, 8.0)}) as other:
+            grants = []
+            for _ in range(80):  # while the run plans, then sweeps (4 s)
+                grants.append(other.current()["minor.test"].qps)
+                time.sleep(0.05)
+        assert 4.0 in grants  # the run's chunk holds half of the rate meanwhile
+    finally:
+        sweeping.join(timeout=30)
+    assert Listing.objects.filter(address="192.0.2.12", closed__isnull=True).exists()
