@@ -210,7 +210,8 @@ def rewrite_nxdomain(reply: bytes) -> bytes:
 class Proxy:
     """A UDP DNS proxy on loopback in front of `upstream`: drops a `loss` fraction of the
     replies (chosen by a seeded random generator) and every reply about the name `lose` (of
-    type `lose_type` only, when given: 1 = A, 16 = TXT), holds each reply `delay` seconds
+    type `lose_type` only, when given: 1 = A, 16 = TXT; only for `lose_for` seconds from the
+    first such reply, when given), holds each reply `delay` seconds
     before passing it on, and optionally rewrites NXDOMAIN.
 
     It counts the query names it forwards (`asked`) and the most queries outstanding at
@@ -224,6 +225,7 @@ class Proxy:
         loss: float = 0.0,
         lose: str = "",
         lose_type: int = 0,
+        lose_for: float = 0.0,
         rewrite: bool = False,
         seed: int = 5,
         delay: float = 0.0,
@@ -231,6 +233,7 @@ class Proxy:
         self.upstream, self.loss, self.rewrite = (HOST, upstream), loss, rewrite
         self.lose = _wire(lose) if lose else b""
         self.lose_type = struct.pack("!H", lose_type) if lose_type else b""
+        self.lose_for, self.losing_since = lose_for, 0.0
         self.delay = delay
         self.random = random.Random(seed)
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -293,6 +296,9 @@ class Proxy:
             return
         question = data[12 : 12 + len(self.lose) + 2].lower()
         lost = self.lose and question.startswith(self.lose) and question.endswith(self.lose_type)
+        if lost and self.lose_for:
+            self.losing_since = self.losing_since or time.monotonic()
+            lost = time.monotonic() - self.losing_since < self.lose_for
         if lost or (self.loss and self.random.random() < self.loss):
             self.dropped += 1
             self.outstanding.discard(qid)

@@ -225,3 +225,18 @@ def test_a_chunk_takes_its_share_of_a_lists_limits_with_every_other_worker(catal
     finally:
         sweeping.join(timeout=30)
     assert Listing.objects.filter(address="192.0.2.12", closed__isnull=True).exists()
+
+
+def test_a_self_test_lost_on_a_lossy_link_is_tried_again_before_the_list_is_judged(
+    catalogue, rbldnsd, settings
+):
+    """Every reply to minor.test's must-list test point is lost for longer than one self-test
+    lasts (POOLWARDEN_DNS_TIMEOUT, 0.6 s here), then they come through: the second try passes,
+    and the list is swept, not called misbehaving."""
+    with proxy(rbldnsd.port, lose="2.0.0.127.minor.test", lose_for=0.8) as lossy:
+        settings.POOLWARDEN_NAMESERVERS = [lossy.nameserver]
+        report = runs.run_now(zones=["minor.test"])
+        assert lossy.dropped >= 2
+    assert report.misbehaving == [] and not Blocklist.objects.get(zone="minor.test").misbehaving
+    assert [x["address"] for x in report.listed] == ["192.0.2.12"]
+    assert not BlocklistEvent.objects.filter(kind="misbehaving").exists()
