@@ -157,8 +157,13 @@ class CheckRunAdmin(ReadOnlyAdmin):
         "deferred",
         "chunks_done",
         "chunks",
+        "skipped_lists",
     ]
     list_filter = ["trigger"]
+
+    @admin.display(description="skipped (another run held them)")
+    def skipped_lists(self, run: CheckRun) -> str:
+        return ", ".join(sorted(run.skipped))
 
 
 @admin.register(BlocklistEvent)

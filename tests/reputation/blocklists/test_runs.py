@@ -240,3 +240,11 @@ def test_a_self_test_lost_on_a_lossy_link_is_tried_again_before_the_list_is_judg
     assert report.misbehaving == [] and not Blocklist.objects.get(zone="minor.test").misbehaving
     assert [x["address"] for x in report.listed] == ["192.0.2.12"]
     assert not BlocklistEvent.objects.filter(kind="misbehaving").exists()
+
+
+def test_the_check_runs_page_names_the_lists_a_run_skipped(catalogue, admin_client):
+    busy = runs.start_run(trigger="schedule", zones=["minor.test"])
+    runs.run_now(zones=["minor.test", "zen.test"])
+    page = admin_client.get("/admin/reputation/checkrun/").content.decode()
+    assert "Skipped (another run held them)" in page and "minor.test" in page
+    assert busy.run.skipped == {}
