@@ -11,6 +11,7 @@ class Command(BaseCommand):
         "Check every address of the pools against the blocklists now: a progress bar on a "
         "terminal, then a summary (or one JSON object with --json)."
     )
+    requires_system_checks = []  # an operational command: `manage.py check` runs them
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
