@@ -39,14 +39,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.postfix_instance import PostfixInstance  # noqa: E402
-from tests.support import LOOPBACK_POOLS, free_port  # noqa: E402
+from tests.support import LOOPBACK_POOLS, free_port, tree_cpu  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="pw-bench-postfix-"))
 WORK.chmod(0o755)
 CPU_PER_MESSAGE: dict[str, float] = {}  # adapter process CPU seconds per message
 POSTFIX_CPU_PER_MESSAGE: dict[str, float] = {}  # the same, Postfix's processes
 ROUND_LOADS: list[float] = []  # the 1-minute load average at the end of each round
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 SENT_TIMEOUT = 300.0  # seconds for the last `status=sent` line of a batch to appear
 TARGETS = {"milter": 0.80, "policyd": 0.90, "policyd_rps": 5_000, "added_ms": 5.0}
 PEER = importlib.util.find_spec("Milter") is not None  # pymilter, for the peer
@@ -263,27 +262,6 @@ class Variant:
         self.instance.cleanup()
         if self.daemon:
             stop_daemon(self.daemon)
-
-
-def tree_cpu(root: int) -> float:
-    """User + system CPU seconds of `root` and its live descendants, each with its reaped
-    children's (so a process that exits between two readings is still counted)."""
-    stats, children = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            pid = int(entry.name)
-            stats[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-            children.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, 0)
-        todo += children.get(pid, [])
-    return total / CLOCK_TICK
 
 
 def variant_names() -> list[str]:

@@ -62,7 +62,6 @@ from sweep_site import (
 SCALE_RANGE = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range
 TTL = 60  # seconds: the product never asks again sooner (listings.MIN_FRESH)
 TARGET_SECONDS = 300
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 REDIS = "127.0.0.1:6379"
 LOCK = "pw-bench-sweep-scale:lock"
 TRIGGER = (
@@ -110,27 +109,6 @@ class Sweep:
 # --- processes ------------------------------------------------------------------------------
 
 
-def tree_cpu(root: int) -> float:
-    """User + system CPU seconds of `root` and its live descendants, each with its reaped
-    children's."""
-    stats, children = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            stats[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-            children.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, 0)
-        todo += children.get(pid, [])
-    return total / CLOCK_TICK
-
-
 class Workers:
     """`count` Celery workers as the Procfile starts one, each in its own process group with
     its log in `folder`."""
@@ -166,6 +144,8 @@ class Workers:
                 time.sleep(0.2)
 
     def cpu(self) -> dict[int, float]:
+        from tests.support import tree_cpu
+
         return {proc.pid: tree_cpu(proc.pid) for proc in self.procs}
 
     def offsets(self) -> list[int]:
