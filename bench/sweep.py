@@ -194,6 +194,9 @@ def product_sweep(figures: Figures, name: str, site: Site, expected: set) -> dic
     judged = verdict(report, expected)
     note = f"{judged}  (DNS inside: {report.get('seconds', 0):.2f} s, {report['queries']} queries)"
     figures.add(name, Sample(seconds, os.getloadavg()[0], note, right=judged == "ok"))
+    if "elapsed" in report:  # the run inside the command: no Python or Django start-up
+        inside = Sample(report["elapsed"], os.getloadavg()[0], judged, right=judged == "ok")
+        figures.add(f"{name}, inside the command", inside)
     return report
 
 
@@ -392,6 +395,14 @@ def summary(figures: Figures, databases: list[str]) -> None:
         if later is None or dns is None or peer is None:
             print(f"{database}: no ratio (a figure has no right run)")
             continue
+        inside = figures.median(f"{database}: later sweep, inside the command")
+        if inside is not None:
+            print(
+                f"{database}: later sweep inside the command (start-up excluded) / DNS time = "
+                f"{inside / dns:.1f}x (target <= {TARGETS['later_over_dns']:.0f}x) "
+                f"{judge(inside / dns <= TARGETS['later_over_dns'])}; pydnsbl / it = "
+                f"{peer / inside:.2f}x"
+            )
         ratio, speed = later / dns, peer / later
         print(
             f"{database}: later sweep / DNS time = {ratio:.1f}x (target <= "

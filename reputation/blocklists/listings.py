@@ -132,10 +132,21 @@ def _apply_results(
     )
     open_listings = {(item.address, item.blocklist_id): item for item in listed}
     new, changed, missed = [], [], []
+    tops = {zone: max(b.clean_to_close, 1) for zone, b in lists.items()}
     for result in results:
         blocklist = lists[result.zone]
         key = (result.target, blocklist.pk)
         listing, row = open_listings.get(key), rows.get(key)
+        if (
+            row is not None  # the common case: clean again, nothing to write or do
+            and result.verdict.status == dnsbl.CLEAN
+            and listing is None
+            and row[3] == dnsbl.CLEAN
+            and row[4] == tops[result.zone]
+            and row[5] is None
+            and result.zone not in per_pair
+        ):
+            continue
         state = PairState(listing is not None, row[4] if row else 0)
         state, action = transition(state, result.verdict, blocklist.clean_to_close)
         _act(action, run, result, blocklist, listing, pools, now)

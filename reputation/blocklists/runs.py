@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -466,6 +467,7 @@ class Report:
     addresses: int
     run: int
     skipped: dict[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0  # the whole run in this process, database included
 
     def as_json(self) -> dict:
         return {
@@ -475,6 +477,7 @@ class Report:
             "skipped": self.skipped,
             "queries": self.queries,
             "seconds": round(self.seconds, 3),
+            "elapsed": round(self.elapsed, 3),
             "addresses": self.addresses,
             "run": self.run,
         }
@@ -487,6 +490,7 @@ def run_now(
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """One whole sweep in this process (check_blocklists); raises RunError on bad input."""
+    started = time.monotonic()
     plan = start_run(trigger=CheckRun.Trigger.COMMAND, pool=pool, zones=zones, force=True)
     outcomes, done = [plan.self_test], 0
     for index, chunk in enumerate(plan.chunks):
@@ -499,7 +503,9 @@ def run_now(
         outcomes.append(outcome)
         done += len(outcome.results)
     rdns.check_pools(pool)
-    return _report(plan, outcomes)
+    report = _report(plan, outcomes)
+    report.elapsed = time.monotonic() - started
+    return report
 
 
 def _report(plan: RunPlan, outcomes: list[SweepOutcome]) -> Report:

@@ -39,6 +39,7 @@ def test_json_is_one_object_with_the_contract_keys(catalogue):
     } in data["listed"]
     assert data["errors"] == [{"zone": "zen.test", "address": "192.0.2.9", "kind": "error-code"}]
     assert data["misbehaving"] == [] and data["queries"] > 100 and data["seconds"] > 0
+    assert data["elapsed"] >= data["seconds"]  # the whole run, its DNS included
 
 
 def test_pool_and_list_options_narrow_the_sweep(catalogue):
