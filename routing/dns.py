@@ -82,6 +82,14 @@ def make_resolver(nameservers: list[str], timeout: float) -> dns.resolver.Resolv
     return resolver
 
 
+def server_addresses(nameservers: list[str]) -> list[tuple[str, int]]:
+    """(host, port) of `host` / `host:port` nameservers ([] = the system's), for the raw
+    UDP sweeper (reputation/blocklists/sweeper.py)."""
+    if nameservers:
+        return [split_nameserver(entry) for entry in nameservers]
+    return [(host, 53) for host in dns.resolver.Resolver().nameservers]
+
+
 def _nameserver(entry: str) -> dns.nameserver.Do53Nameserver:
     return dns.nameserver.Do53Nameserver(*split_nameserver(entry))
 

@@ -71,7 +71,8 @@ class ListSpec:
 
 
 class Reply(NamedTuple):
-    """One lookup as it came back: rcode (None on timeout), A addresses, TXT strings, TTL.
+    """One lookup as it came back: rcode (None on timeout), A addresses (AAAA to an AAAA
+    question), TXT strings, TTL, and PTR names (reverse DNS).
 
     A named tuple rather than a dataclass: a sweep makes tens of thousands of them.
     """
@@ -80,6 +81,7 @@ class Reply(NamedTuple):
     addresses: tuple[str, ...] = ()
     texts: tuple[str, ...] = ()
     ttl: int = 0
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

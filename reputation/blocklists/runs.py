@@ -30,7 +30,6 @@ from django.conf import settings
 from django.db.models import Min
 from django.utils import timezone
 
-from config.env import split_nameserver
 from reputation import schedules
 from reputation.blocklists import dnsbl, listings, rdns
 from reputation.blocklists.shares import shares_for
@@ -45,6 +44,7 @@ from reputation.models import (
     QueryUsage,
     SweepLease,
 )
+from routing.dns import server_addresses
 from routing.models import Pool, PoolAddress
 
 CHUNK_ADDRESSES = 1024
@@ -123,11 +123,7 @@ def make_resolver(
     """The sweeper for these lists: each list on its own resolvers if it has some, the others
     on POOLWARDEN_NAMESERVERS (or the system's resolvers); within each list's limits, and
     within this process's share of them when `shares` divides them among workers."""
-    servers = [split_nameserver(entry) for entry in settings.POOLWARDEN_NAMESERVERS]
-    if not servers:
-        import dns.resolver
-
-        servers = [(host, 53) for host in dns.resolver.Resolver().nameservers]
+    servers = server_addresses(settings.POOLWARDEN_NAMESERVERS)
     lifetime = settings.POOLWARDEN_DNS_TIMEOUT
     limits = {b.zone: ZoneLimits(*b.query_limits) for b in blocklists}
     own = {b.zone: b.servers() for b in blocklists if b.nameservers.strip()}

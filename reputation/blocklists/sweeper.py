@@ -2,8 +2,18 @@
 
 `UDPSweeper.resolve(lookups)` sends hand-built queries (a 12-byte header and the question)
 and parses only what a blocklist answer needs: the rcode, A addresses, TXT strings and the
-TTL. Building and parsing full dnspython messages would cost 100-180 µs per query; this costs
+TTL; and for reverse DNS (rdns.py) PTR target names and, to an AAAA question, AAAA addresses.
+Building and parsing full dnspython messages would cost 100-180 µs per query; this costs
 a few.
+
+**Answers.** The records of the answer section are kept whatever their owner name: a
+recursive resolver answers with a CNAME chain (an RFC 2317 classless in-addr.arpa delegation,
+a host name that is an alias) followed by the final records, so this gives what a full
+resolver gives. PTR names are read with compression pointers (RFC 1035 4.1.4) followed
+safely: each must point before the name it is part of, so there are no loops and no more
+jumps than bytes, and a name stays within 255 bytes. A reply with broken data is no reply
+(parse_reply() returns None, never raises): the lookup is retried and, if nothing better
+comes, reported lost.
 
 **Servers.** A zone listed in `zone_servers` (a local mirror of the list, a DQS endpoint) is
 asked only of its own servers, every other zone of `servers`; the tries of a lookup take the
@@ -70,7 +80,9 @@ from typing import Protocol
 from reputation.blocklists.dnsbl import Reply
 
 A, TXT = 1, 16
-SOA = 6
+SOA, PTR, AAAA = 6, 12, 28
+AAAA_TYPE = struct.pack("!H", AAAA)
+MAX_NAME = 255  # bytes of a name in wire form (RFC 1035 3.1)
 RD = 0x0100
 HEADER = struct.Struct("!HHHHHH")
 HEADER_REST = struct.pack("!HHHHH", RD, 1, 0, 0, 0)  # after the ID: flags and counts
@@ -140,7 +152,7 @@ def parse_reply(data: bytes, asked: bytes) -> Reply | None:
         return None
     try:
         return _records(data, end)
-    except (IndexError, struct.error):
+    except (IndexError, ValueError, struct.error):
         return None
 
 
@@ -154,9 +166,36 @@ def _skip_name(data: bytes, pos: int) -> int:
         pos += length + 1
 
 
+def _name(data: bytes, pos: int) -> str:
+    """The name at `pos`, compression pointers followed (see the module docstring); raises
+    ValueError or IndexError on bad data."""
+    labels, size, start = [], 1, pos
+    while True:
+        length = data[pos]
+        if length >= 0xC0:
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if target >= start:  # forward or onto itself: a loop, or garbage
+                raise ValueError("DNS name pointer does not point back")
+            pos = start = target
+            continue
+        if length > 63:  # 0x40 and 0x80: label types no one uses
+            raise ValueError("bad DNS label type")
+        if not length:
+            return b".".join(labels).decode("ascii", "replace")
+        size += length + 1
+        if size > MAX_NAME:
+            raise ValueError("DNS name too long")
+        labels.append(data[pos + 1 : pos + 1 + length])
+        pos += length + 1
+
+
 def _records(data: bytes, pos: int) -> Reply:
+    """The Reply from the answer section at `pos`, just after the question. AAAA addresses
+    are kept only for an AAAA question, so a blocklist's addresses stay IPv4."""
     _, flags, _, ancount, nscount, _ = HEADER.unpack_from(data)
     addresses, texts, ttl = [], [], MAX_TTL
+    names: tuple[str, ...] = ()  # the A path builds no list it would not use
+    end = pos  # of the question, whose last four bytes are its type and class
     for _ in range(ancount):
         pos = _skip_name(data, pos)
         rtype, _, rttl, rdlength = RR.unpack_from(data, pos)
@@ -167,6 +206,12 @@ def _records(data: bytes, pos: int) -> Reply:
         elif rtype == TXT:
             texts.append(_txt(data[pos : pos + rdlength]))
             ttl = min(ttl, rttl)
+        elif rtype == PTR:
+            names += (_name(data, pos),)
+            ttl = min(ttl, rttl)
+        elif rtype == AAAA and rdlength == 16 and data[end - 4 : end - 2] == AAAA_TYPE:
+            addresses.append(socket.inet_ntop(socket.AF_INET6, data[pos : pos + 16]))
+            ttl = min(ttl, rttl)
         pos += rdlength
     if not ancount:
         for _ in range(nscount):  # negative TTL from the SOA (RFC 2308)
@@ -176,9 +221,9 @@ def _records(data: bytes, pos: int) -> Reply:
             if rtype == SOA and rdlength >= 4:
                 ttl = min(ttl, rttl, struct.unpack_from("!I", data, pos + rdlength - 4)[0])
             pos += rdlength
-    if ttl == MAX_TTL and not addresses and not texts and not nscount:
+    if ttl == MAX_TTL and not nscount and not addresses and not texts and not names:
         ttl = 0
-    return Reply(flags & 0x0F, tuple(addresses), tuple(texts), ttl)
+    return Reply(flags & 0x0F, tuple(addresses), tuple(texts), ttl, names)
 
 
 def _txt(rdata: bytes) -> str:

@@ -5,7 +5,13 @@ that name in HELO; checked against the test unbound's 127.in-addr.arpa zone
 from __future__ import annotations
 
 import io
+import ipaddress
+import socket
+import threading
+from collections.abc import Iterator
 
+import dns.message
+import dns.rrset
 import pytest
 from django.core.management import call_command
 
@@ -17,24 +23,112 @@ from routing.models import IPRange, Pool, PoolAddress
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(
-    ("address", "hostname", "status", "ptr_names"),
-    [
-        ("127.0.0.10", "mta10.rdns.test", "ok", ["mta10.rdns.test"]),
-        ("127.0.0.13", "MTA13.rdns.test.", "ok", ["other.rdns.test", "mta13.rdns.test"]),
-        ("127.0.0.11", "mta11.rdns.test", "no-ptr", []),
-        ("127.0.0.12", "elsewhere.rdns.test", "mismatch", ["elsewhere.rdns.test"]),
-        ("127.0.0.10", "mail.rdns.test", "helo-mismatch", ["mta10.rdns.test"]),
-        ("127.0.0.10", "", "generic-helo", ["mta10.rdns.test"]),
-        ("127.0.0.14", "mta14.servfail.test", "error", ["mta14.servfail.test"]),
-    ],
-)
+VERDICTS = [
+    ("127.0.0.10", "mta10.rdns.test", "ok", ["mta10.rdns.test"]),
+    ("127.0.0.13", "MTA13.rdns.test.", "ok", ["other.rdns.test", "mta13.rdns.test"]),
+    ("127.0.0.11", "mta11.rdns.test", "no-ptr", []),
+    ("127.0.0.12", "elsewhere.rdns.test", "mismatch", ["elsewhere.rdns.test"]),
+    ("127.0.0.10", "mail.rdns.test", "helo-mismatch", ["mta10.rdns.test"]),
+    ("127.0.0.10", "", "generic-helo", ["mta10.rdns.test"]),
+    ("127.0.0.14", "mta14.servfail.test", "error", ["mta14.servfail.test"]),
+]
+
+
+@pytest.fixture
+def resolvers(settings, dns_server):
+    """The sweep's resolvers are the test unbound."""
+    settings.POOLWARDEN_NAMESERVERS = [dns_server.nameserver]
+    settings.POOLWARDEN_DNS_TIMEOUT = 1.0
+
+
+@pytest.mark.parametrize(("address", "hostname", "status", "ptr_names"), VERDICTS)
 def test_each_address_gets_the_verdict_its_dns_earns(
-    dns_server, address, hostname, status, ptr_names
+    resolvers, address, hostname, status, ptr_names
 ):
-    result = rdns.check(dns_server.resolver(), rdns.Target(address, hostname))
+    (result,) = rdns.check_all([rdns.Target(address, hostname)])
     assert (result.status, sorted(result.ptr_names)) == (status, sorted(ptr_names))
     assert result.failing is (None if status == "error" else status != "ok")
+
+
+def test_addresses_checked_together_get_the_verdicts_they_get_alone(resolvers):
+    results = rdns.check_all([rdns.Target(a, h) for a, h, _, _ in VERDICTS])
+    assert [(r.address, r.status, sorted(r.ptr_names)) for r in results] == [
+        (a, status, sorted(names)) for a, _, status, names in VERDICTS
+    ]
+
+
+def test_a_dns_error_names_the_question_that_went_unanswered(resolvers):
+    (result,) = rdns.check_all([rdns.Target("127.0.0.14", "mta14.servfail.test")])
+    assert result.detail == "A mta14.servfail.test: servfail"
+    (result,) = rdns.check_all([rdns.Target("127.0.0.1", "")])
+    assert (result.status, result.ptr_names) == ("generic-helo", ("localhost",))
+
+
+V6_REVERSE = ipaddress.ip_address("2001:db8::20").reverse_pointer
+
+# What a recursive resolver answers for a classless (RFC 2317) delegation and an alias: the
+# CNAME chain, then the records of its end, in the answer section.
+CHAINS = {
+    ("20.2.0.192.in-addr.arpa.", "PTR"): [
+        "20.2.0.192.in-addr.arpa. 300 IN CNAME 20.0-63.2.0.192.in-addr.arpa.",
+        "20.0-63.2.0.192.in-addr.arpa. 300 IN PTR mta20.example.",
+    ],
+    ("mta20.example.", "A"): [
+        "mta20.example. 300 IN CNAME host20.example.",
+        "host20.example. 300 IN A 192.0.2.20",
+    ],
+    (f"{V6_REVERSE}.", "PTR"): [f"{V6_REVERSE}. 300 IN PTR mta20.example."],
+    ("mta20.example.", "AAAA"): ["mta20.example. 300 IN AAAA 2001:db8::20"],
+}
+
+
+@pytest.fixture
+def chain_resolver(settings) -> Iterator[None]:
+    """A loopback resolver that answers CHAINS (NXDOMAIN to anything else)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            q = query.question[0]
+            key = (q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype))
+            for text in CHAINS.get(key, []):
+                reply.answer.append(dns.rrset.from_text(*text.split(" ", 4)))
+            reply.set_rcode(0 if key in CHAINS else 3)
+            sock.sendto(reply.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    settings.POOLWARDEN_NAMESERVERS = [f"127.0.0.1:{sock.getsockname()[1]}"]
+    settings.POOLWARDEN_DNS_TIMEOUT = 1.0
+    yield
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_cname_chains_resolve_as_a_recursive_resolver_answers_them(chain_resolver):
+    """RFC 2317 PTR and an aliased host name; an IPv6 address confirmed by AAAA."""
+    results = rdns.check_all(
+        [rdns.Target("192.0.2.20", "mta20.example"), rdns.Target("2001:db8::20", "mta20.example")]
+    )
+    assert [(r.status, r.ptr_names) for r in results] == [("ok", ("mta20.example",))] * 2
+
+
+def test_a_refusing_resolver_gives_an_error_for_every_address(settings, dns_server):
+    """Outside 127/8 and .test the test unbound answers REFUSED."""
+    settings.POOLWARDEN_NAMESERVERS = [dns_server.nameserver]
+    (result,) = rdns.check_all([rdns.Target("198.18.0.1", "mta.example")])
+    assert (result.status, result.failing) == ("error", None)
+    assert result.detail == "PTR 1.0.18.198.in-addr.arpa: refused"
 
 
 def test_without_a_hostname_the_check_says_helo_is_the_hosts_generic_name():

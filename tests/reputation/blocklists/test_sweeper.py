@@ -18,6 +18,7 @@ from reputation.blocklists.sweeper import (
     MAX_WINDOW,
     MIN_RTO,
     MIN_WINDOW,
+    PTR,
     TXT,
     Lookup,
     ServerState,
@@ -304,6 +305,58 @@ def test_reply_to_another_question_is_ignored():
     data = bytes([0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0]) + other
     assert parse_reply(data, asked) is None
     assert parse_reply(data[:12] + asked, asked) == dnsbl.Reply(0, (), (), 0)
+
+
+PTR_QUESTION = question("10.0.0.127.in-addr.arpa", PTR)
+
+
+def ptr_reply(rdata: bytes, asked: bytes = PTR_QUESTION, rtype: int = PTR) -> bytes:
+    """A reply with one answer record (owner: a pointer to the question) of `rdata`."""
+    header = bytes([0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0])
+    record = b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 300, len(rdata)) + rdata
+    return header + asked + record
+
+
+def test_ptr_names_are_read_through_compression_pointers():
+    # "mta10" then a pointer to the question's "0.0.127.in-addr.arpa" (offset 12 + 3)
+    reply = parse_reply(ptr_reply(b"\x05mta10\xc0\x0f"), PTR_QUESTION)
+    assert reply == dnsbl.Reply(0, (), (), 300, ("mta10.0.0.127.in-addr.arpa",))
+
+
+@pytest.mark.parametrize(
+    "rdata",
+    [
+        b"\x05mta10\xc0\x3b",  # points at itself (offset 59), not before the name
+        b"\x05mta10",  # no end
+        b"\x3fmta10",  # a label longer than the data
+        b"\x45mta10\x00",  # label type 01
+        b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\0",
+    ],
+)
+def test_a_broken_ptr_name_makes_the_reply_no_answer(rdata):
+    assert parse_reply(ptr_reply(rdata), PTR_QUESTION) is None
+
+
+def test_a_pointer_loop_makes_the_reply_no_answer():
+    data = bytearray(ptr_reply(b"\x01a\xc0\x00"))
+    loop = len(data) - 2  # the pointer: aim it at the label just before it
+    data[loop:] = struct.pack("!H", 0xC000 | (loop - 2))
+    assert parse_reply(bytes(data), PTR_QUESTION) is None
+
+
+def test_aaaa_addresses_are_kept_only_for_an_aaaa_question():
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::20")
+    aaaa, a = question("mta20.example", 28), question("mta20.example", 1)
+    assert parse_reply(ptr_reply(v6, aaaa, 28), aaaa).addresses == ("2001:db8::20",)
+    assert parse_reply(ptr_reply(v6, a, 28), a).addresses == ()
 
 
 def test_nameserver_entries_parse_like_poolwarden_nameservers():
