@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -126,7 +127,12 @@ def _apply_results(
     ids = [b.pk for b in lists.values()]
     found = AddressCheck.objects.filter(address__in={r.target for r in results}, blocklist__in=ids)
     rows = {(row[1], row[2]): row for row in found.values_list(*CHECK_FIELDS)}
-    stored_codes = dict(found.filter(status=dnsbl.LISTED).values_list("pk", "codes"))
+    listed_rows = [row[0] for row in rows.values() if row[3] == dnsbl.LISTED]
+    stored_codes = dict(
+        AddressCheck.objects.filter(pk__in=listed_rows).values_list("pk", "codes")
+        if listed_rows
+        else ()
+    )
     listed = Listing.objects.filter(
         address__in={r.target for r in results}, blocklist__in=ids, closed__isnull=True
     )
@@ -334,13 +340,14 @@ def _count(run: CheckRun, outcome: SweepOutcome, now: dt.datetime) -> None:
 def _swept(swept: dict, outcome: SweepOutcome, now: dt.datetime) -> None:
     """Per list: the first answer time, the earliest TTL expiry and the answers so far."""
     at = now.timestamp()
-    for result in outcome.trusted():
-        if result.verdict.status == dnsbl.UNKNOWN:
-            continue
-        entry = swept.setdefault(result.zone, {"checked": at, "fresh": math.inf, "answers": 0})
+    answers = Counter(
+        (r.zone, r.verdict.ttl) for r in outcome.trusted() if r.verdict.status != dnsbl.UNKNOWN
+    )
+    for (zone, ttl), count in answers.items():
+        entry = swept.setdefault(zone, {"checked": at, "fresh": math.inf, "answers": 0})
         entry["checked"] = min(entry["checked"], at)
-        entry["fresh"] = min(entry["fresh"], at + _ttl(result.verdict))
-        entry["answers"] += 1
+        entry["fresh"] = min(entry["fresh"], at + min(max(ttl, MIN_FRESH), MAX_FRESH))
+        entry["answers"] += count
 
 
 def _list_sweeps(run: CheckRun) -> None:

@@ -205,6 +205,10 @@ def check_pools(pool: str | None = None) -> list[Result]:
     return results
 
 
+BATCH = 1000
+STORED = ("pk", "status", "ptr_names", "helo", "detail", "failing", "since")
+
+
 @transaction.atomic
 def record(results: Iterable[Result]) -> list[ReverseDNSCheck]:
     """Store each result as its address's latest; returns the rows whose failing state
@@ -214,38 +218,33 @@ def record(results: Iterable[Result]) -> list[ReverseDNSCheck]:
 
     results = list(results)
     now = timezone.now()
-    found = ReverseDNSCheck.objects.select_for_update().filter(
-        address__in=[r.address for r in results]
-    )
-    rows = {row.address: row for row in found}
+    stored = {}
+    for start in range(0, len(results), BATCH):  # bounded IN lists (SQLite's variable limit)
+        batch = [r.address for r in results[start : start + BATCH]]
+        found = ReverseDNSCheck.objects.select_for_update().filter(address__in=batch)
+        stored.update((row[0], row[1:]) for row in found.values_list("address", *STORED))
     new, written, same, changed = [], [], [], []
     for result in results:
-        row = rows.get(result.address)
-        if row is None:
-            row = ReverseDNSCheck(address=result.address, since=now, failing=False)
-            new.append(row)
-        failing = row.failing if result.failing is None else result.failing
+        old = stored.get(result.address)
+        was_failing = old[5] if old else False
+        failing = was_failing if result.failing is None else result.failing
         values = (result.status, list(result.ptr_names), result.helo, result.detail, failing)
-        if row.pk is not None and values == (
-            row.status,
-            row.ptr_names,
-            row.helo,
-            row.detail,
-            row.failing,
-        ):
-            same.append(row.pk)
+        if old is not None and values == old[1:6]:
+            same.append(old[0])
             continue
-        if failing != row.failing:
-            row.since = now
-            changed.append(row)
+        row = ReverseDNSCheck(address=result.address, checked=now, since=now)
         row.status, row.ptr_names, row.helo, row.detail, row.failing = values
-        row.checked = now
-        if row.pk is not None:
+        if old is not None:
+            row.pk, row.since = old[0], now if failing != was_failing else old[6]
             written.append(row)
+        else:
+            new.append(row)
+        if failing != was_failing:
+            changed.append(row)
     ReverseDNSCheck.objects.bulk_create(new, batch_size=1000)
     fields = ["status", "ptr_names", "helo", "detail", "failing", "since", "checked"]
     ReverseDNSCheck.objects.bulk_update(written, fields, batch_size=500)
-    for start in range(0, len(same), 1000):
-        ReverseDNSCheck.objects.filter(pk__in=same[start : start + 1000]).update(checked=now)
+    for start in range(0, len(same), BATCH):
+        ReverseDNSCheck.objects.filter(pk__in=same[start : start + BATCH]).update(checked=now)
     events.rdns_changed(changed)
     return changed

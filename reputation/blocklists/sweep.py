@@ -40,6 +40,8 @@ class SweepOutcome:
 
     def trusted(self) -> list[Result]:
         """The results of lists that passed their self-test."""
+        if not self.misbehaving:
+            return self.results
         return [r for r in self.results if r.zone not in self.misbehaving]
 
     def counts(self) -> dict[str, int]:
