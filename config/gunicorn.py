@@ -12,6 +12,21 @@ graceful_timeout = 10
 timeout = 60
 
 
+def post_worker_init(worker):
+    # Load the routing snapshot (policy, pools, API tokens) as the worker starts, not at its
+    # first request: a worker that had served nothing yet when the database went away would
+    # otherwise have nothing to route on (503) for the whole outage.
+    from django.db import DatabaseError
+
+    from routing.engine import get_engine
+    from routing.policy import PolicyUnavailable
+
+    try:
+        get_engine()
+    except (DatabaseError, PolicyUnavailable) as exc:  # the refresher keeps trying
+        worker.log.warning("routing snapshot not loaded at start: %s", exc)
+
+
 def worker_exit(server, worker):
     # Flush the routing counters this worker kept in memory.
     from routing.engine import stop_engine
