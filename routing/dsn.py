@@ -16,6 +16,7 @@ import base64
 import binascii
 import quopri
 import re
+from collections import deque
 from collections.abc import Iterator
 from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import Message
@@ -29,7 +30,7 @@ MAX_RECIPIENTS = 1000  # a real DSN lists a handful; thousands are an attack on 
 MAX_FIELD = 998  # RFC 5322 line limit: anything longer is junk, and it ends up in the database
 MAX_TEXT = 2_000_000  # characters of delivery-status text read (1000 blocks fit easily)
 MAX_PARTS = 200  # MIME parts looked at while searching for the report's parts
-MAX_DEPTH = 8  # nesting followed when flattening a parsed delivery-status part
+MAX_DEPTH = 8  # MIME nesting followed to find a report, and when flattening a status part
 MAX_PROBLEMS = 50  # problems are for people; a flood of them helps nobody
 
 REPORT = "multipart/report"
@@ -38,6 +39,7 @@ STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-st
 ORIGINAL_TYPES = frozenset(
     {"message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"}
 )
+FORWARDED_TYPES = frozenset({"message/rfc822", "message/global"})
 ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 
 # RFC 3464 status-code: class "." 1*3digit "." 1*3digit, optionally followed by a comment
@@ -52,20 +54,20 @@ _HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+)\s*:(.*)", re.DOTALL)
 
 
 def is_delivery_report(msg: Message) -> bool:
-    """True for a `multipart/report` delivery status notification (RFC 3464, RFC 6522).
+    """True for a delivery status notification (RFC 3464, RFC 6522), wherever it sits.
 
     That is a multipart/report whose report-type is "delivery-status" (any case) or, as some
-    SMTPUTF8 MTAs write it, "global-delivery-status"; or a multipart/report with a
-    message/delivery-status or message/global-delivery-status part (RFC 6533) even though its
-    report-type is missing or mangled. Never raises: anything unreadable is False.
+    SMTPUTF8 MTAs write it, "global-delivery-status"; or a message with a
+    message/delivery-status or message/global-delivery-status part (RFC 6533) anywhere within
+    `MAX_DEPTH` levels and `MAX_PARTS` parts: inside a multipart/report whose report-type is
+    missing or mangled, inside multipart/mixed (OpenSMTPD, McAfee, Domino), or in a report
+    forwarded as message/rfc822. Never raises: anything unreadable is False.
     """
     try:
         media, params = _media_type(msg)
-        if media != REPORT:
-            return False
-        if params.get("report-type", "").lower() in REPORT_TYPES:
+        if media == REPORT and params.get("report-type", "").lower() in REPORT_TYPES:
             return True
-        return any(_media_type(part)[0] in STATUS_TYPES for part in _subparts(msg))
+        return _find_report(msg) is not None
     except Exception:  # hostile input must never stop the caller
         return False
 
@@ -89,13 +91,14 @@ def parse_report(msg: Message) -> tuple[DSNReport | None, list[str]]:
 def _parse(msg: Message, problems: list[str]) -> DSNReport | None:
     if not is_delivery_report(msg):
         _note(problems, "not a multipart/report of type delivery-status")
-    part = _find_part(msg, STATUS_TYPES)
-    if part is None:
+    found = _find_report(msg)
+    if found is None:
         _note(problems, "delivery-status part missing")
         return None
+    part, container = found
     text = _status_text(part, problems)
     reporting_mta, recipients = _read_blocks(text, problems)
-    message_id, original_from = _original_headers(msg, problems)
+    message_id, original_from = _original_headers(container, problems)
     return DSNReport(
         reporting_mta=reporting_mta,
         recipients=tuple(recipients),
@@ -159,6 +162,30 @@ def _subparts(part: Message) -> list[Message]:
     if not isinstance(payload, list):
         return []
     return [sub for sub in payload if isinstance(sub, Message)]
+
+
+def _find_report(msg: Message) -> tuple[Message, Message] | None:
+    """(delivery-status part, the multipart holding it), the shallowest one first.
+
+    Breadth first within `MAX_DEPTH` levels and `MAX_PARTS` parts, so a report wrapped in
+    multipart/mixed or forwarded as message/rfc822 is found and the search stops at the first
+    status part of the shallowest level. The message returned inside a multipart/report is
+    not looked into: the bounce of a bounce reports on our message, not on the one it was
+    about.
+    """
+    queue: deque[tuple[Message, Message, int, bool]] = deque([(msg, msg, 0, False)])
+    seen = 0
+    while queue and seen < MAX_PARTS:
+        part, parent, depth, in_report = queue.popleft()
+        seen += 1
+        media = _media_type(part)[0]
+        if media in STATUS_TYPES:
+            return part, parent
+        returned = in_report and media in FORWARDED_TYPES
+        container = media.startswith("multipart/") or media in FORWARDED_TYPES
+        if container and not returned and depth < MAX_DEPTH:
+            queue.extend((sub, part, depth + 1, media == REPORT) for sub in _subparts(part))
+    return None
 
 
 def _find_part(msg: Message, types: frozenset[str]) -> Message | None:

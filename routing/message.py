@@ -81,6 +81,18 @@ def header_block(raw: bytes) -> bytes:
     return raw[: min(ends) + 2] if ends else raw
 
 
+def may_hold_report(headers: Message, raw: bytes) -> bool:
+    """Whether the body is worth parsing for a delivery report: a multipart/report, or a
+    multipart or message/* that names a delivery-status part somewhere (a report inside
+    multipart/mixed, a forwarded bounce). Most mail is neither, and is never parsed."""
+    media = headers.get_content_type()
+    if media == REPORT:
+        return True
+    if not media.startswith(("multipart/", "message/")):
+        return False
+    return b"delivery-status" in raw.lower()
+
+
 def parse_bounded(raw: bytes) -> tuple[Message, list[str]]:
     """The MIME tree of `raw` (compat32), and a problem when a limit cut it short.
 
@@ -132,7 +144,7 @@ def facts_from_message(
         score_source = header
         problems += score_problems
     report, is_report = None, False
-    if headers.get_content_type() == REPORT:
+    if may_hold_report(headers, raw):
         full, parse_problems = parse_bounded(raw)
         problems += parse_problems
         is_report = dsn.is_delivery_report(full)
