@@ -333,13 +333,16 @@ def _read_blocks(text: str, problems: list[str]) -> tuple[str, list[DSNRecipient
     for index, lines in enumerate(_blocks(text)):
         label = "per-message fields" if index == 0 else f"recipient block {number + 1}"
         fields = _fields(lines, label, problems)
-        if index == 0 and not _is_recipient_block(fields):
-            reporting_mta = _mta_name(fields.get("reporting-mta", ""))
-            if not reporting_mta:
-                _note(problems, "Reporting-MTA missing")
-            continue
-        if index == 0:  # some MTAs leave out the per-message block
-            _note(problems, "per-message fields missing")
+        if index == 0:
+            if "reporting-mta" not in fields and _has_recipient(fields):
+                _note(problems, "per-message fields missing")  # some MTAs leave it out
+            else:
+                reporting_mta = _mta_name(fields.get("reporting-mta", ""))
+                if not reporting_mta:
+                    _note(problems, "Reporting-MTA missing")
+                # AOL and Mimecast put the first recipient's fields in this block too.
+                if not _has_recipient(fields):
+                    continue
             label = "recipient block 1"
         number += 1
         if number > MAX_RECIPIENTS:
@@ -353,9 +356,8 @@ def _read_blocks(text: str, problems: list[str]) -> tuple[str, list[DSNRecipient
     return reporting_mta, recipients
 
 
-def _is_recipient_block(fields: dict[str, str]) -> bool:
-    has_recipient = "final-recipient" in fields or "original-recipient" in fields
-    return has_recipient and "reporting-mta" not in fields
+def _has_recipient(fields: dict[str, str]) -> bool:
+    return "final-recipient" in fields or "original-recipient" in fields
 
 
 def _recipient(fields: dict[str, str], label: str, problems: list[str]) -> DSNRecipient | None:
