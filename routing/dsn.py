@@ -369,14 +369,16 @@ def _recipient(fields: dict[str, str], label: str, problems: list[str]) -> DSNRe
             _note(problems, f"{label}: no Final-Recipient or Original-Recipient, skipped")
             return None
         _note(problems, f"{label}: Final-Recipient missing, used Original-Recipient")
+    action = _action(fields.get("action", ""), label, problems)
+    diagnostic = fields.get("diagnostic-code", "")
+    status = _refined(_status(fields.get("status", ""), label, problems), diagnostic)
     return DSNRecipient(
         final_recipient=address,
-        action=_action(fields.get("action", ""), label, problems),
-        status=_refined(
-            _status(fields.get("status", ""), label, problems), fields.get("diagnostic-code", "")
-        ),
-        diagnostic=fields.get("diagnostic-code", ""),
+        action=action,
+        status=status,
+        diagnostic=diagnostic,
         remote_mta=_mta_name(fields.get("remote-mta", "")),
+        refined_class=_refined_class(status, diagnostic),
     )
 
 
@@ -439,14 +441,76 @@ _DIAGNOSTIC_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.
 
 
 def _refined(status: str, diagnostic: str) -> str:
-    """A generic "5.0.0" (Exim writes it for every failure) replaced by the enhanced code the
-    receiving server gave in the Diagnostic-Code ("550 5.1.1 User unknown"), same class only."""
-    if not status.endswith(".0.0"):
+    """A generic status ("5.0.0", as Exim writes for every failure, or "5.1.0") replaced by the
+    most specific enhanced code of the same class in the Diagnostic-Code: "550 5.1.0 - Unknown
+    address error '5.2.2 Mailbox full'" gives 5.2.2. A status as specific as any there stays."""
+    if not status:
         return status
-    match = _DIAGNOSTIC_STATUS.search(diagnostic)
-    if match and match.group(1) == status[0] and not match.group(0).endswith(".0.0"):
-        return ".".join(str(int(group)) for group in match.groups())
-    return status
+    best, best_rank = status, _specificity(status.split("."))
+    for match in _DIAGNOSTIC_STATUS.finditer(diagnostic):
+        code = [str(int(group)) for group in match.groups()]
+        if code[0] == status[0] and _specificity(code) > best_rank:
+            best, best_rank = ".".join(code), _specificity(code)
+    return best
+
+
+def _specificity(code: list[str]) -> int:
+    """0 for "X.0.0", 1 for "X.Y.0" or "X.0.Z", 2 for "X.Y.Z"."""
+    return (code[1] != "0") + (code[2] != "0")
+
+
+_BY_STATUS = {
+    "1.0": "unknown-user",
+    "1.1": "unknown-user",
+    "1.2": "unknown-user",
+    "1.3": "unknown-user",
+    "1.6": "unknown-user",
+    "1.10": "unknown-user",
+    "2.2": "mailbox-full",
+}
+# Checked in this order: "blocked using zen.spamhaus.org" is a listing, not content, and
+# Gmail's "unusual rate of unsolicited mail" is a rate limit.
+_BY_TEXT = (
+    (
+        "rate-limited",
+        re.compile(r"rate.?limit|too many|throttl|\brate (?:of|that)|sending rate", re.I),
+    ),
+    (
+        "blocked",
+        re.compile(
+            r"block ?list|black ?list|deny ?list|\bdnsbl\b|\brbl\b|spamhaus|spamcop|barracuda"
+            r"|listed (?:on|at|by)|reputation",
+            re.I,
+        ),
+    ),
+    ("spam", re.compile(r"spam|unsolicited|junk|virus|malware|phish|content", re.I)),
+    (
+        "mailbox-full",
+        re.compile(r"mailbox (?:is )?full|over ?quota|quota exceeded|insufficient storage", re.I),
+    ),
+    (
+        "unknown-user",
+        re.compile(
+            r"user unknown|unknown (?:user|recipient|address)|no such (?:user|mailbox|recipient)"
+            r"|does(?: not|n't) exist|not found|invalid (?:recipient|mailbox)|not listed",
+            re.I,
+        ),
+    ),
+    ("blocked", re.compile(r"block|polic|denied|refused|dmarc|\bspf\b|dkim", re.I)),
+)
+
+
+def _refined_class(status: str, diagnostic: str) -> str:
+    """What the failure means for the sender: unknown-user, mailbox-full, blocked (policy,
+    reputation, blocklist), rate-limited, spam (content) or other. The status decides where
+    it is specific (X.1.1, X.2.2), else the receiver's words, else X.7.* means blocked."""
+    subject = status.partition(".")[2]
+    if subject in _BY_STATUS:
+        return _BY_STATUS[subject]
+    for name, pattern in _BY_TEXT:
+        if pattern.search(diagnostic):
+            return name
+    return "blocked" if subject.startswith("7.") else "other"
 
 
 def _quote(value: str, limit: int = 60) -> str:

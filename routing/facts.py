@@ -18,6 +18,9 @@ class DSNRecipient:
     status: str  # "5.1.1" ("" if missing or malformed)
     diagnostic: str = ""  # Diagnostic-Code text, e.g. "smtp; 550 5.1.1 User unknown"
     remote_mta: str = ""  # Remote-MTA, e.g. "mx.example.org"
+    # What the failure means: unknown-user, mailbox-full, blocked (policy, reputation,
+    # blocklist), rate-limited, spam (content) or other; "" when not read from a report.
+    refined_class: str = ""
 
 
 @dataclass(frozen=True)

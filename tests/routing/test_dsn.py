@@ -97,6 +97,7 @@ def test_postfix_bounce_reports_user_unknown():
                 diagnostic="smtp; 550 5.1.1 <bob@example.org>: Recipient address rejected: "
                 "User unknown in virtual mailbox table",
                 remote_mta="mx.example.org",
+                refined_class="unknown-user",
             ),
         ),
         original_message_id="<c0ffee01-5e1f-4a7b-9d2e-20240603@example.com>",
@@ -162,6 +163,7 @@ def test_exim_generic_status_is_refined_from_the_receivers_diagnostic_code():
         diagnostic="smtp; 550 5.1.1 <carol@example.org>: Recipient address rejected: "
         "User unknown in local recipient table",
         remote_mta="mx.example.org",
+        refined_class="unknown-user",
     )
     assert report.original_message_id == "<8d2f1a44-exim-test@example.com>"
     assert report.original_from == "alice@example.com"
@@ -239,6 +241,7 @@ def test_sendmail_bounce_reports_user_unknown_with_uppercase_types():
         status="5.1.1",
         diagnostic="SMTP; 550 5.1.1 <erin@example.org>... User unknown",
         remote_mta="mx.example.org",
+        refined_class="unknown-user",
     )
     assert report.original_message_id == "<202406031029.453AU0kN012340@laptop.example.com>"
     assert report.original_from == "alice@example.com"
@@ -632,12 +635,44 @@ def test_random_mime_structures_never_raise(raw):
         ("5.0.0", "smtp; 550 Mailbox unavailable", "5.0.0"),
         ("5.1.1", "smtp; 550 5.7.1 blocked", "5.1.1"),  # a specific status stays
         ("4.0.0", "smtp; 451 4.7.1 greylisted, 10.0.0.1 noted", "4.7.1"),
+        # The more specific code of the report's class wins, not the first one in the text.
+        ("5.0.0", "smtp; 550 5.1.0 - Unknown address error 550-'5.2.2 Mailbox Full'", "5.2.2"),
+        ("5.1.0", "smtp; 550 5.1.0 - Unknown address error 550-'5.2.2 Mailbox Full'", "5.2.2"),
+        ("5.1.0", "smtp; 550 5.1.0 Address rejected", "5.1.0"),
+        ("5.7.0", "smtp; 554 5.7.0 then 5.7.1 policy", "5.7.1"),
+        ("", "smtp; 550 5.1.1 User unknown", ""),
     ],
 )
 def test_generic_status_refinement(status, diagnostic, expected):
     from routing.dsn import _refined
 
     assert _refined(status, diagnostic) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "expected"),
+    [
+        ("5.1.1", "smtp; 550 5.1.1 User unknown", "unknown-user"),
+        (
+            "5.0.0",
+            "X-Notes; User jdoe (jdoe@example.org) not listed in Domino Directory",
+            "unknown-user",
+        ),
+        ("5.2.2", "smtp; 552 5.2.2 Mailbox full", "mailbox-full"),
+        ("5.7.1", "smtp; 554 5.7.1 Client host blocked using zen.spamhaus.org", "blocked"),
+        ("5.7.26", "smtp; 550 5.7.26 Unauthenticated email is not accepted (DMARC)", "blocked"),
+        ("5.7.1", "smtp; 550 5.7.1 Message rejected as spam by Content Filtering", "spam"),
+        ("4.7.0", "smtp; 421 4.7.0 unusual rate of unsolicited mail", "rate-limited"),
+        ("4.7.28", "smtp; 421 4.7.28 Too many messages from your IP", "rate-limited"),
+        ("5.7.0", "", "blocked"),
+        ("4.4.7", "X-Postfix; connection timed out", "other"),
+        ("", "", "other"),
+    ],
+)
+def test_refined_class_from_status_and_diagnostic(status, diagnostic, expected):
+    from routing.dsn import _refined_class
+
+    assert _refined_class(status, diagnostic) == expected
 
 
 def test_nul_in_a_report_becomes_a_replacement_character():
