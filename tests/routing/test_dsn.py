@@ -262,6 +262,112 @@ def test_global_delivery_status_reads_an_internationalized_address():
     assert report.original_from == "alice@example.com"
 
 
+# Reports that are not the top-level part, or that put the per-message and recipient fields
+# in one block: (sample, reporting MTA, recipient, status, refined class, original Message-ID).
+NESTED_AND_COMBINED = [
+    (
+        "opensmtpd-multipart-mixed.eml",
+        "mail.example.net",
+        "kim@example.org",
+        "5.1.1",
+        "unknown-user",
+        "<opensmtpd-minutes-0603@example.com>",
+    ),
+    (
+        "mcafee-report-in-mixed.eml",
+        "gw.example.net",
+        "liam@example.org",
+        "5.7.1",  # the report said 5.0.0
+        "blocked",
+        "<quote-0603-77a1@example.com>",
+    ),
+    (
+        "domino-nested-report.eml",
+        "domino.example.net",
+        "mia@example.org",
+        "5.0.0",  # no code in the X-Notes diagnostic: the words decide the class
+        "unknown-user",
+        "<invoice-0603-mia@example.com>",
+    ),
+    (
+        "aol-combined-block.eml",
+        "aol.com",
+        "noah@aol.example",
+        "5.7.9",
+        "blocked",
+        "<aol-test-0603@example.com>",
+    ),
+    (
+        "mimecast-combined-block.eml",
+        "eu-smtp-1.mimecast.example",
+        "olivia@example.org",
+        "5.2.2",  # not the 5.1.0 that comes first in the diagnostic
+        "mailbox-full",
+        "<report-0603-olivia@example.com>",
+    ),
+    (
+        "amazon-ses-bounce.eml",
+        "a8-30.smtp-out.amazonses.com",
+        "paul@example.org",
+        "5.1.1",
+        "unknown-user",
+        "<ses-order-0603@example.com>",
+    ),
+    (
+        "forwarded-bounce-rfc822.eml",
+        "mail.example.net",
+        "bob@example.org",
+        "5.1.1",
+        "unknown-user",
+        "<c0ffee01-5e1f-4a7b-9d2e-20240603@example.com>",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mta", "address", "status", "refined_class", "message_id"), NESTED_AND_COMBINED
+)
+@pytest.mark.parametrize("policy", POLICIES, ids=["compat32", "default"])
+def test_nested_and_combined_block_reports_are_read_in_full(
+    name, mta, address, status, refined_class, message_id, policy
+):
+    msg = parse_bytes((DSN_SAMPLES / name).read_bytes(), policy)
+    report, problems = parse_report(msg)
+    assert is_delivery_report(msg)
+    assert problems == []
+    recipient = only_recipient(report)
+    assert report.reporting_mta == mta
+    assert (recipient.final_recipient, recipient.action) == (address, "failed")
+    assert (recipient.status, recipient.refined_class) == (status, refined_class)
+    assert (report.original_message_id, report.original_from) == (message_id, "alice@example.com")
+
+
+def test_combined_block_without_a_blank_line_still_reads_later_recipient_blocks():
+    text = USER_UNKNOWN.replace("\n\n", "\n", 1) + (
+        "\nFinal-Recipient: rfc822; carol@example.org\nAction: failed\nStatus: 5.2.2\n"
+    )
+    report, problems = report_from(report_bytes(text))
+    assert problems == []
+    assert report.reporting_mta == "mail.example.net"
+    assert [(r.final_recipient, r.refined_class) for r in report.recipients] == [
+        ("bob@example.org", "unknown-user"),
+        ("carol@example.org", "mailbox-full"),
+    ]
+
+
+def test_the_shallowest_report_wins_over_one_forwarded_inside_it():
+    forwarded = (DSN_SAMPLES / "forwarded-bounce-rfc822.eml").read_bytes()
+    outer = (DSN_SAMPLES / "opensmtpd-multipart-mixed.eml").read_bytes()
+    raw = outer.replace(
+        b"--4718093411523081245/mail.example.net--",
+        b"--4718093411523081245/mail.example.net\nContent-Type: message/rfc822\n\n"
+        + forwarded
+        + b"\n--4718093411523081245/mail.example.net--",
+    )
+    report, _ = report_from(raw)
+    assert only_recipient(report).final_recipient == "kim@example.org"
+
+
 # --- what is and is not a delivery report --------------------------------------------------
 
 

@@ -10,6 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from routing.classify import decide
+from routing.dns import DomainLookup
+from routing.dsn import MAX_DEPTH as DSN_MAX_DEPTH
 from routing.message import (
     MAX_DEPTH,
     MAX_PARTS,
@@ -19,8 +22,17 @@ from routing.message import (
     facts_from_message,
     parse_bounded,
 )
+from routing.policy import PolicySnapshot, PoolSnapshot
 from tests.routing import hostile
 from tests.support import DSN_SAMPLES
+
+POLICY = PolicySnapshot(
+    pools={
+        "normal": PoolSnapshot("normal", "normal", ("192.0.2.1",)),
+        "high-risk": PoolSnapshot("high-risk", "high-risk", ("198.51.100.1",)),
+    }
+)
+HAS_MX = DomainLookup("mx.example.net", True, None, 300)
 
 PLAIN = (
     b"From: Alice <alice@Example.COM>\r\n"
@@ -89,6 +101,29 @@ def test_multipart_report_from_a_non_null_sender_is_a_dsn_with_its_facts():
     assert [(r.final_recipient, r.action, r.status) for r in facts.dsn.recipients] == [
         ("nobody@example.org", "failed", "5.1.1")
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["opensmtpd-multipart-mixed.eml", "mcafee-report-in-mixed.eml", "forwarded-bounce-rfc822.eml"],
+)
+def test_nested_report_from_a_non_null_sender_is_routed_high_risk(name):
+    facts = facts_from_message(
+        (DSN_SAMPLES / name).read_bytes(),
+        mail_from="bounce@mx.example.net",
+        rcpt_to=["alice@example.com"],
+    )
+    assert facts.is_dsn and facts.dsn_signals == ("multipart-report",)
+    assert facts.dsn.reporting_mta and facts.dsn.recipients[0].status.startswith("5.")
+    decision = decide(facts, POLICY, HAS_MX)
+    assert (decision.pool, decision.reasons, decision.is_dsn) == ("high-risk", ("dsn",), True)
+
+
+def test_multipart_mixed_without_a_delivery_status_part_is_not_parsed_as_a_report():
+    raw = (DSN_SAMPLES / "mcafee-report-in-mixed.eml").read_bytes()
+    raw = raw.replace(b"delivery-status", b"plain")
+    facts = facts_from_message(raw, mail_from="bounce@mx.example.net")
+    assert not facts.is_dsn and facts.dsn is None
 
 
 def test_idn_sender_domain_becomes_punycode():
@@ -175,6 +210,43 @@ def test_a_report_of_fifty_thousand_recipients_is_read_up_to_the_limits():
     assert seconds < 1
     assert f"more than {MAX_PARTS} MIME parts: the rest not read" in facts.problems
     assert 900 < len(facts.dsn.recipients) <= 1000
+
+
+def nested_mixed_report(depth: int) -> str:
+    """A multipart/mixed whose delivery-status part is `depth` multiparts down."""
+    opening = "".join(
+        f'--{i}\nContent-Type: multipart/mixed; boundary="{i + 1}"\n\n' for i in range(depth)
+    )
+    closing = "".join(f"\n--{i}--\n" for i in reversed(range(depth + 1)))
+    status = hostile.STATUS_PART.replace("--R\n", f"--{depth}\n")
+    top = hostile.REPORT_TOP.replace(
+        'multipart/report; report-type=delivery-status; boundary="R"',
+        'multipart/mixed; boundary="0"',
+    )
+    return top + opening + status + closing
+
+
+def test_multipart_mixed_nested_a_thousand_levels_stays_bounded_and_fast():
+    facts, seconds = hostile_facts(nested_mixed_report(1000))
+    assert seconds < 1
+    assert f"MIME nested deeper than {MAX_DEPTH} levels: the rest not read" in facts.problems
+    assert facts.dsn is None  # the status part lies past every limit
+
+
+def test_report_nested_within_the_search_depth_is_found():
+    facts, _ = hostile_facts(nested_mixed_report(DSN_MAX_DEPTH - 1))
+    assert [r.final_recipient for r in facts.dsn.recipients] == ["nobody@example.org"]
+
+
+def test_multipart_mixed_of_a_hundred_thousand_parts_stays_bounded_and_fast():
+    text = hostile.many_parts_report(100_000).replace(
+        'multipart/report; report-type=delivery-status; boundary="R"',
+        'multipart/mixed; boundary="R"',
+    )
+    facts, seconds = hostile_facts(text)
+    assert seconds < 1
+    assert f"more than {MAX_PARTS} MIME parts: the rest not read" in facts.problems
+    assert facts.dsn is None
 
 
 def test_the_bounded_parse_of_real_dsns_is_the_email_parsers_own():
