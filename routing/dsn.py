@@ -447,6 +447,8 @@ def _refined(status: str, diagnostic: str) -> str:
     if not status:
         return status
     best, best_rank = status, _specificity(status.split("."))
+    if best_rank == 2:  # most statuses: nothing to look for
+        return status
     for match in _DIAGNOSTIC_STATUS.finditer(diagnostic):
         code = [str(int(group)) for group in match.groups()]
         if code[0] == status[0] and _specificity(code) > best_rank:
