@@ -125,7 +125,8 @@ def _apply_results(
     now: dt.datetime,
 ) -> None:
     ids = [b.pk for b in lists.values()]
-    found = AddressCheck.objects.filter(address__in={r.target for r in results}, blocklist__in=ids)
+    targets = {r.target for r in results}
+    found = AddressCheck.objects.filter(address__in=targets, blocklist__in=ids)
     rows = {(row[1], row[2]): row for row in found.values_list(*CHECK_FIELDS)}
     listed_rows = [row[0] for row in rows.values() if row[3] == dnsbl.LISTED]
     stored_codes = dict(
@@ -133,9 +134,7 @@ def _apply_results(
         if listed_rows
         else ()
     )
-    listed = Listing.objects.filter(
-        address__in={r.target for r in results}, blocklist__in=ids, closed__isnull=True
-    )
+    listed = Listing.objects.filter(address__in=targets, blocklist__in=ids, closed__isnull=True)
     open_listings = {(item.address, item.blocklist_id): item for item in listed}
     new, changed, missed = [], [], []
     tops = {zone: max(b.clean_to_close, 1) for zone, b in lists.items()}
@@ -162,7 +161,7 @@ def _apply_results(
                 missed.append((row, pools.get(result.target, "")))
             continue
         # The streak counts only while a listing is open; otherwise it rests at the top.
-        top = max(blocklist.clean_to_close, 1)
+        top = tops[result.zone]
         streak = min(state.clean_streak, top) if state.listed else top
         codes = list(verdict.codes)
         if row is None:
@@ -252,11 +251,12 @@ def last_answered(checks: Iterable[AddressCheck], pools: dict[str, str]) -> dict
 
 
 def _fresh_until(verdict: dnsbl.Verdict, now: dt.datetime) -> dt.datetime:
-    return now + dt.timedelta(seconds=_ttl(verdict))
+    return now + dt.timedelta(seconds=_fresh_seconds(verdict.ttl))
 
 
-def _ttl(verdict: dnsbl.Verdict) -> int:
-    return min(max(verdict.ttl, MIN_FRESH), MAX_FRESH)
+def _fresh_seconds(ttl: int) -> int:
+    """How long an answer with this TTL defers a re-check."""
+    return min(max(ttl, MIN_FRESH), MAX_FRESH)
 
 
 def _act(
@@ -329,12 +329,19 @@ def _count(run: CheckRun, outcome: SweepOutcome, now: dt.datetime) -> None:
         locked.finished = timezone.now()
         _list_sweeps(locked)
     locked.save(update_fields=["errors", "misbehaving", "swept", "finished"])
-    held = SweepLease.objects.filter(run=run)
     if complete:
-        held.update(run=None, until=now)  # released
+        release(run)
     else:
-        held.update(until=now + LEASE)  # renewed
+        SweepLease.objects.filter(run=run).update(until=now + LEASE)  # renewed
     _use(outcome)
+
+
+def release(run: CheckRun, blocklists: list[Blocklist] | None = None) -> None:
+    """Give up `run`'s lease on these lists (all of them by default)."""
+    held = SweepLease.objects.filter(run=run)
+    if blocklists is not None:
+        held = held.filter(blocklist__in=blocklists)
+    held.update(run=None, until=timezone.now())
 
 
 def _swept(swept: dict, outcome: SweepOutcome, now: dt.datetime) -> None:
@@ -346,7 +353,7 @@ def _swept(swept: dict, outcome: SweepOutcome, now: dt.datetime) -> None:
     for (zone, ttl), count in answers.items():
         entry = swept.setdefault(zone, {"checked": at, "fresh": math.inf, "answers": 0})
         entry["checked"] = min(entry["checked"], at)
-        entry["fresh"] = min(entry["fresh"], at + min(max(ttl, MIN_FRESH), MAX_FRESH))
+        entry["fresh"] = min(entry["fresh"], at + _fresh_seconds(ttl))
         entry["answers"] += count
 
 

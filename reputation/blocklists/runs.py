@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from reputation import schedules
 from reputation.blocklists import dnsbl, listings, rdns
+from reputation.blocklists.listings import release
 from reputation.blocklists.shares import shares_for
 from reputation.blocklists.sweep import SweepOutcome, self_test, sweep_work
 from reputation.blocklists.sweeper import Shares, UDPSweeper, ZoneLimits
@@ -206,14 +207,6 @@ def lease(
     return leased, skipped
 
 
-def release(run: CheckRun, blocklists: list[Blocklist] | None = None) -> None:
-    """Give up `run`'s lease on these lists (all of them by default)."""
-    held = SweepLease.objects.filter(run=run)
-    if blocklists is not None:
-        held = held.filter(blocklist__in=blocklists)
-    held.update(run=None, until=timezone.now())
-
-
 def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:
     """RFC 5782 §5, once per run: which lists fail (an event on each change)."""
     if not blocklists:
@@ -238,7 +231,9 @@ def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:
 
 def _only_timed_out(outcome: SweepOutcome, zone: str) -> bool:
     """Whether `zone` failed its self-test only because test points got no answer."""
-    failed = [v for (spec, _), v in outcome.probes if spec.zone == zone and v.status == "unknown"]
+    failed = [
+        v for (spec, _), v in outcome.probes if spec.zone == zone and v.status == dnsbl.UNKNOWN
+    ]
     return (
         zone in outcome.misbehaving
         and bool(failed)
