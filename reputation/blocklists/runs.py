@@ -395,7 +395,7 @@ def run_chunk(
     zones = {*chunk["zones"], *chunk["picked"]}
     blocklists = list(Blocklist.objects.filter(zone__in=zones))
     kinds = families(targets)
-    kinds["names"] = _own_names(targets, chunk)
+    kinds["names"] = _own_names(run, targets, chunk)
     pools = _pools_of(targets)
     work = []
     for blocklist in blocklists:
@@ -424,17 +424,22 @@ def chunk_targets(run: CheckRun, chunk: Chunk) -> list[Target]:
         rows = rows.filter(id__gte=chunk["first"], id__lte=chunk["last"])
     else:
         named = {t for asked in chunk["picked"].values() for t in asked}
-        rows = rows.filter(address__in=named) | rows.filter(hostname__in=named)
+        ips = [t for t in named if dnsbl.ip_or_none(t)]  # an inet column compares no names
+        rows = rows.filter(address__in=ips) | rows.filter(hostname__in=named)
     return [Target(*row) for row in rows.values_list("id", "address", "hostname", "pool__name")]
 
 
-def _own_names(targets: list[Target], chunk: Chunk) -> list[str]:
-    """The HELO names this chunk asks: those whose first address (by id, in any pool) is one
-    of its own, so that a name several addresses share is asked once per run."""
+def _own_names(run: CheckRun, targets: list[Target], chunk: Chunk) -> list[str]:
+    """The HELO names this chunk asks: those whose first address (by id, in the run's scope,
+    as `split` chose) is one of its own, so that a name several addresses share is asked once
+    per run."""
     names = list(dict.fromkeys(t.hostname for t in targets if t.hostname))
     if not names or "first" not in chunk:
         return names
-    first = PoolAddress.objects.filter(hostname__in=names).values("hostname")
+    first = PoolAddress.objects.filter(hostname__in=names)
+    if run.pool:
+        first = first.filter(pool__name=run.pool)
+    first = first.values("hostname")
     homes = {
         row["hostname"]
         for row in first.annotate(first=Min("id"))

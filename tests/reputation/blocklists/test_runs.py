@@ -251,3 +251,22 @@ def test_the_check_runs_page_names_the_lists_a_run_skipped(catalogue, admin_clie
     page = admin_client.get("/admin/reputation/checkrun/").content.decode()
     assert "Skipped (another run held them)" in page and "minor.test" in page
     assert busy.run.skipped == {}
+
+
+def test_a_pool_run_asks_a_helo_name_its_pool_shares_with_another_pool(catalogue):
+    make_list("dbl.test", kind="domain", codes={"127.0.1.2": "spam domain"})
+    normal = PoolAddress.objects.filter(pool__name="normal").order_by("id").first()
+    risky = PoolAddress.objects.filter(pool__name="high-risk").order_by("id").first()
+    assert normal.id < risky.id  # the name's first address is in the other pool
+    PoolAddress.objects.filter(id__in=[normal.id, risky.id]).update(hostname="spam.example")
+    report = runs.run_now(pool="high-risk", zones=["dbl.test"])
+    assert [x["address"] for x in report.listed] == ["spam.example"]
+
+
+def test_a_chunk_queued_by_an_earlier_version_still_sweeps_addresses_and_names(catalogue):
+    make_list("dbl.test", kind="domain", codes={"127.0.1.2": "spam domain"})
+    PoolAddress.objects.filter(address="192.0.2.1").update(hostname="spam.example")
+    plan = runs.start_run(trigger="schedule", zones=["dbl.test", "minor.test"])
+    runs.run_chunk(plan.run, 0, {"dbl.test": ["spam.example"], "minor.test": ["192.0.2.12"]})
+    listed = set(Listing.objects.filter(closed__isnull=True).values_list("address", flat=True))
+    assert listed == {"spam.example", "192.0.2.12"}
