@@ -9,11 +9,10 @@ link to a detail page carry its URL as `customdata` (the dashboard's click-throu
 from __future__ import annotations
 
 import math
-import statistics
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -32,6 +31,15 @@ from reputation.dashboard.timerange import (
     to_datetime,
 )
 from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
+from reputation.spikes.baseline import (
+    HOUR_OF_DAY,
+    HOUR_OF_WEEK,
+    Thresholds,
+    season,
+    spread_of,
+    threshold_of,
+)
+from reputation.spikes.detection import thresholds_by_series
 from routing.models import DSNCount, DSNTotal, PoolAddress
 
 DAY = timedelta(days=1)
@@ -66,32 +74,51 @@ class SpikeMark:
 class DSNVolume:
     buckets: list[datetime]
     counts: list[int]  # DSNs per bucket, aligned with buckets
-    mean: list[float]  # the same bucket on each of the previous `baseline_days` days
-    lower: list[float]  # mean - 2 stdev, at least 0
-    upper: list[float]  # mean + 2 stdev
+    baseline: list[float]  # the detection's baseline of the bucket: the median of its season
+    threshold: list[float]  # above this a bucket would be a spike (same rule as detection)
     spikes: list[SpikeMark]  # newest first, at most MAX_SPIKES
-    baseline_days: int
+    season: str  # the last bucket's: "hour-of-week" or "hour-of-day"
 
 
-def dsn_volume(*, rng: TimeRange, pool: str | None = None, baseline_days: int = 7) -> DSNVolume:
-    """DSNs per bucket of the range (of one pool, or all), the usual band around them, and the
-    spikes overlapping the range. The last bucket of a range ending now may still be filling."""
-    sums = dsn_sums(
-        start=rng.start - baseline_days * DAY, end=rng.end, bucket=rng.bucket, pool=pool
-    )
+def dsn_volume(*, rng: TimeRange, pool: str | None = None) -> DSNVolume:
+    """DSNs per bucket of the range (of one pool, or all), the band that detection would use
+    for such a bucket (`reputation.spikes.baseline`: the same bucket on the same weekday of
+    previous weeks once three weeks are kept, else on previous days; median, MAD spread and
+    its floor), and the spikes overlapping the range. The last bucket of a range ending now
+    may still be filling."""
+    thresholds = chart_thresholds(pool)
     buckets = rng.buckets()
-    bands = [
-        _band([sums.get(at - k * DAY, 0) for k in range(1, baseline_days + 1)]) for at in buckets
+    oldest = DSNTotal.objects.order_by("hour").values_list("hour", flat=True).first()
+    seasons = [
+        season(at - oldest if oldest else timedelta(), rng.step, thresholds.days) for at in buckets
     ]
+    reach = max((max(x.offsets, default=timedelta()) for x in seasons), default=timedelta())
+    sums = dsn_sums(start=rng.start - reach, end=rng.end, bucket=rng.bucket, pool=pool)
+    # The detection's minimum count is per window; a bucket of another width scales it.
+    scaled = replace(
+        thresholds, min_count=max(1, round(thresholds.min_count * (rng.step / thresholds.window)))
+    )
+    baseline, threshold = [], []
+    for at, the_season in zip(buckets, seasons, strict=True):
+        middle, spread = spread_of([sums.get(at - o, 0) for o in the_season.offsets])
+        baseline.append(middle)
+        threshold.append(threshold_of(middle, spread, scaled))
     return DSNVolume(
         buckets=buckets,
         counts=[sums.get(at, 0) for at in buckets],
-        mean=[b[0] for b in bands],
-        lower=[b[1] for b in bands],
-        upper=[b[2] for b in bands],
+        baseline=baseline,
+        threshold=threshold,
         spikes=spikes_in(rng=rng, pool=pool),
-        baseline_days=baseline_days,
+        season=seasons[-1].mode if seasons else HOUR_OF_DAY,
     )
+
+
+def chart_thresholds(pool: str | None) -> Thresholds:
+    """The thresholds detection uses for the series charted: all DSNs, or one pool."""
+    default, overrides = thresholds_by_series()
+    if pool:
+        return overrides.get(("pool", pool), overrides.get(("pool", ""), default))
+    return overrides.get(("all", ""), default)
 
 
 def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -> Counter:
@@ -103,13 +130,6 @@ def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -
     if pool:
         rows = rows.filter(pool=pool)
     return Counter({key[0]: n for key, n in bucket_sums(rows, field=field, bucket=bucket).items()})
-
-
-def _band(values: list[int]) -> tuple[float, float, float]:
-    if not values:
-        return 0.0, 0.0, 0.0
-    mean, spread = statistics.fmean(values), statistics.pstdev(values)
-    return mean, max(0.0, mean - 2 * spread), mean + 2 * spread
 
 
 def spikes_in(
@@ -130,7 +150,7 @@ def spikes_in(
 
 
 def dsn_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
-    """DSN volume, its usual band (mean ± 2 stdev of the previous days), spikes shaded (click
+    """DSN volume, its usual band (detection's baseline and threshold), spikes shaded (click
     one: its page) and changes of the spike settings."""
     volume = dsn_volume(rng=rng, pool=pool)
     x = [iso(at) for at in volume.buckets]
@@ -153,15 +173,15 @@ def dsn_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
 
 
 def _band_traces(x: list[str], volume: DSNVolume) -> list[dict]:
+    """The usual level and the spike threshold, shaded between: the band detection uses."""
     line = {"width": 0, "color": COLOURS["normal"]}
-    usual = f"usual (previous {volume.baseline_days} days, ± 2 stdev)"
+    kind = "same hour of the week" if volume.season == HOUR_OF_WEEK else "same hour, previous days"
     return [
-        {"type": "scatter", "mode": "lines", "name": "usual, low", "x": x, "y": volume.lower}
-        | {"line": line, "showlegend": False},
-        {"type": "scatter", "mode": "lines", "name": usual, "x": x, "y": volume.upper}
-        | {"line": line, "fill": "tonexty", "fillcolor": "rgba(47, 126, 216, 0.15)"},
-        {"type": "scatter", "mode": "lines", "name": "usual, mean", "x": x, "y": volume.mean}
-        | {"line": {"width": 1, "dash": "dot", "color": COLOURS["normal"]}},
+        {"type": "scatter", "mode": "lines", "name": f"usual ({kind})", "x": x}
+        | {"y": volume.baseline, "line": {"width": 1, "dash": "dot", "color": COLOURS["normal"]}},
+        {"type": "scatter", "mode": "lines", "name": "spike threshold", "x": x}
+        | {"y": volume.threshold, "line": line, "fill": "tonexty"}
+        | {"fillcolor": "rgba(47, 126, 216, 0.15)"},
     ]
 
 

@@ -24,6 +24,7 @@ class SpikeThreshold(models.Model):
         ORIGINAL_DOMAIN = "original_domain", "per original-recipient domain"
         STATUS = "status", "per status"
         STATUS_CLASS = "status_class", "per status class"
+        REFINED_CLASS = "refined_class", "per refined class (unknown user, mailbox full, ...)"
         REPORTING_MTA = "reporting_mta", "per reporting MTA"
 
     dimension = models.CharField(max_length=32, choices=Dimension.choices, blank=True)
@@ -46,7 +47,9 @@ class SpikeThreshold(models.Model):
         default=30, help_text="Back to normal this long before a spike closes."
     )
     days = models.PositiveSmallIntegerField(
-        default=14, help_text="Previous days whose same window makes the baseline."
+        default=14,
+        help_text="Previous days whose same window makes the baseline until three weeks of "
+        "history allow comparing the same hour of the week.",
     )
 
     class Meta:
@@ -80,9 +83,12 @@ class SpikeThreshold(models.Model):
 
 
 class Spike(models.Model):
-    """A DSN spike in one series: opened, followed while elevated, closed when quiet."""
+    """A DSN spike: one incident, the series that moved together, opened on the first elevated
+    window, followed while any of them is elevated, closed when all are quiet. Its dimension
+    and value name the lead series (the one that best describes it), whose peak, baseline and
+    evidence the row holds; `series` lists every series involved."""
 
-    dimension = models.CharField(max_length=32)
+    dimension = models.CharField(max_length=32, help_text="Of the lead series.")
     value = models.CharField(max_length=255, blank=True)
     started = models.DateTimeField()
     ended = models.DateTimeField(null=True, blank=True)
@@ -97,6 +103,11 @@ class Spike(models.Model):
     updated = models.DateTimeField(auto_now=True)
     processed = models.DateTimeField(
         null=True, blank=True, help_text="When alerts about the spike's last change went out."
+    )
+    series = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every series involved: dimension, value, count, baseline, threshold, peak.",
     )
 
     class Meta:

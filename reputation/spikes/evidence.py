@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q, Sum
 
+from reputation.models import DSNHourly
 from reputation.spikes.causes import DSNSampleFacts, Evidence
-from routing.models import DSNCount, DSNSample, Pool, RoutingCount
+from routing.models import DSNCount, DSNSample, Pool, RoutingCount, RoutingHourly
 
 SAMPLE_LIMIT = 2000
 TOP = 10
+KNOWN_DAYS = 28  # a client or reporting MTA seen this long before an incident is known
 
 
 def series_filter(dimension: str, value: str) -> tuple[Q, Q]:
@@ -32,7 +34,19 @@ def counter(rows, field: str) -> Counter:
     return Counter({row[field]: row["n"] for row in rows})
 
 
-def gather(*, dimension: str, value: str, start: datetime, end: datetime, days: int) -> Evidence:
+def gather(
+    *,
+    dimension: str,
+    value: str,
+    start: datetime,
+    end: datetime,
+    days: int,
+    before: datetime | None = None,
+) -> Evidence:
+    """The evidence of one series' window [start, end). Clients and reporting MTAs are known
+    when seen in the KNOWN_DAYS before `before` (the incident's first window; `start` if
+    None), so that an incident's own hours never make its rogue server known."""
+    before = before or start
     counts_q, samples_q = series_filter(dimension, value)
     window = DSNCount.objects.filter(counts_q, minute__gte=start, minute__lt=end)
     evidence = Evidence(total=window.aggregate(n=Sum("count"))["n"] or 0)
@@ -42,6 +56,7 @@ def gather(*, dimension: str, value: str, start: datetime, end: datetime, days: 
         ("recipient_domain", evidence.recipient_domains),
         ("original_domain", evidence.original_domains),
         ("reporting_mta", evidence.reporting_mtas),
+        ("refined_class", evidence.refined),
     ):
         target.update(counter(window.values(field).annotate(n=Sum("count")), field))
     samples = DSNSample.objects.filter(samples_q, minute__gte=start, minute__lt=end)
@@ -54,17 +69,36 @@ def gather(*, dimension: str, value: str, start: datetime, end: datetime, days: 
             s.diagnostic,
             s.reporting_mta,
             s.routed_by_us,
+            s.refined_class,
         )
         for s in samples.order_by("-id")[:SAMPLE_LIMIT]
     ]
     sources = [source for source, _ in evidence.sources.most_common(TOP)]
     evidence.source_baselines = source_baselines(sources, start, end, days)
+    evidence.refined.pop("", None)
     if sources:
-        evidence.high_risk_share = high_risk_share(sources[0], [(start, end)])
+        evidence.routed, evidence.high_risk = routed_counts(sources[0], [(start, end)])
+        evidence.high_risk_share = evidence.high_risk / evidence.routed if evidence.routed else 0
         evidence.high_risk_share_before = high_risk_share(
             sources[0], previous_windows(start, end, days)
         )
+    since, until = before - timedelta(days=KNOWN_DAYS), hour_floor(before)
+    evidence.known_sources = frozenset(
+        RoutingHourly.objects.filter(hour__gte=since, hour__lt=until, source__in=sources)
+        .values_list("source", flat=True)
+        .distinct()
+    )
+    mtas = [m for m in evidence.reporting_mtas if m][:100]
+    evidence.known_mtas = frozenset(
+        DSNHourly.objects.filter(hour__gte=since, hour__lt=until, reporting_mta__in=mtas)
+        .values_list("reporting_mta", flat=True)
+        .distinct()
+    )
     return evidence
+
+
+def hour_floor(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def previous_windows(start: datetime, end: datetime, days: int) -> list[tuple]:
@@ -91,6 +125,12 @@ def source_baselines(sources: list[str], start, end, days: int) -> dict[str, flo
 
 def high_risk_share(source: str, windows: list[tuple]) -> float:
     """Share of the source's routed mail, DSNs left out, that went through a high-risk pool."""
+    total, risky = routed_counts(source, windows)
+    return risky / total if total else 0.0
+
+
+def routed_counts(source: str, windows: list[tuple]) -> tuple[int, int]:
+    """(messages, of which high-risk) the source routed in the windows, DSNs left out."""
     risky = set(Pool.objects.filter(kind=Pool.Kind.HIGH_RISK).values_list("name", flat=True))
     rows = (
         RoutingCount.objects.filter(in_any(windows), source=source)
@@ -99,5 +139,4 @@ def high_risk_share(source: str, windows: list[tuple]) -> float:
         .annotate(n=Sum("count"))
     )
     by_pool = counter(rows, "pool")
-    total = sum(by_pool.values())
-    return sum(n for pool, n in by_pool.items() if pool in risky) / total if total else 0.0
+    return sum(by_pool.values()), sum(n for pool, n in by_pool.items() if pool in risky)

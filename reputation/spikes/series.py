@@ -10,12 +10,12 @@ indexed query.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Substr
 
-from reputation.spikes.baseline import Thresholds, window_starts
+from reputation.spikes.baseline import Season, Thresholds, window_starts
 from routing.models import DSNCount
 
 # dimension -> expression over DSNCount (None: every DSN)
@@ -27,16 +27,17 @@ DIMENSIONS = {
     "original_domain": F("original_domain"),
     "status": F("status"),
     "status_class": Substr("status", 1, 1),
+    "refined_class": F("refined_class"),
     "reporting_mta": F("reporting_mta"),
 }
 
 
 def window_sums(
-    dimension: str, now: datetime, thresholds: Thresholds, model=DSNCount
+    dimension: str, now: datetime, thresholds: Thresholds, season: Season, model=DSNCount
 ) -> dict[str, list[int]]:
-    """{series value: [current window, same window 1 day ago, ..., N days ago]}."""
-    starts = window_starts(now, thresholds)
-    width = timedelta(minutes=thresholds.window_minutes)
+    """{series value: [current window, then each past window of `season`]}."""
+    starts = window_starts(now, thresholds, season)
+    width = thresholds.window
     in_windows = Q()
     day = Case(
         *[When(minute__gte=s, minute__lt=s + width, then=Value(i)) for i, s in enumerate(starts)],
@@ -58,3 +59,9 @@ def window_sums(
         if row["day"] >= 0:
             sums[row["series"]][row["day"]] = row["total"]
     return dict(sums)
+
+
+def oldest_minute(model=DSNCount) -> datetime | None:
+    """The oldest per-minute count kept: how far back a season can reach."""
+    first = model.objects.order_by("minute").values_list("minute", flat=True).first()
+    return first

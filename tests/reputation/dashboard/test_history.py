@@ -162,27 +162,42 @@ def test_dsn_pool_filter_counts_only_that_pool():
     assert sum(dsn_volume(rng=HOURS, pool="normal").counts) == 3
 
 
-def test_dsn_baseline_is_the_same_bucket_on_previous_days(django_assert_num_queries):
-    """The band is mean ± 2 stdev of the same hour on each previous day (read in one query per
-    table, not one per day), its lower edge never below zero; a day beyond the baseline does
-    not count."""
-    # Hour 10 on days -1…-8: 2, 4, 4, 4, 5, 5, 7, 9 (mean 5, population stdev 2).
-    for k, count in enumerate([2, 4, 4, 4, 5, 5, 7, 9], start=1):
+def test_dsn_band_is_the_detection_baseline_by_hour_of_day(django_assert_num_queries):
+    """Under three weeks of history the band is detection's hour-of-day baseline: the median
+    of the same hour on the previous 14 days, threshold at median + 5 spreads (MAD, or the
+    Poisson floor), read in one query per table, not one per day."""
+    # Hour 10 on days -1…-14: 100 ± up to 30 (median 100, MAD 10 → spread 14.8).
+    values = [100, 90, 110, 100, 80, 120, 100, 95, 105, 100, 130, 70, 100, 100]
+    for k, count in enumerate(values, start=1):
         if k <= 3:
             dsn(at(10, 30, days=-k), count)  # recent days: minute rows
         else:
             dsn_hourly(at(10, days=-k), count)  # older days: rolled up
-    dsn_hourly(at(10, days=-9), 1000)  # outside an 8-day baseline
-    dsn_hourly(at(4, days=-8), 8)  # hour 4: seven zeros and an 8
-    with django_assert_num_queries(2):  # the hourly rows (every hour), the spikes
-        volume = dsn_volume(rng=HOURS, baseline_days=8)
-    assert volume.counts[10] == 0
-    assert volume.mean[10] == pytest.approx(5)
-    assert (volume.lower[10], volume.upper[10]) == (pytest.approx(1), pytest.approx(9))
-    assert volume.mean[4] == pytest.approx(1)
-    assert volume.lower[4] == 0
-    assert volume.upper[4] == pytest.approx(1 + 2 * math.sqrt(7))
-    assert volume.mean[11] == volume.upper[11] == 0
+    dsn_hourly(at(10, days=-15), 100_000)  # beyond the 14 days
+    with django_assert_num_queries(4):  # oldest hour, thresholds, hourly rows, spikes
+        volume = dsn_volume(rng=HOURS)
+    assert volume.season == "hour-of-day"
+    assert volume.baseline[10] == pytest.approx(100)
+    spread = max(1.4826 * 5, 1.5 * math.sqrt(100))  # MAD of the values above is 5
+    assert volume.threshold[10] == pytest.approx(100 + 5 * spread)
+    # Hour 4 never had DSNs: the floor is detection's minimum count scaled to an hour.
+    assert volume.baseline[4] == 0 and volume.threshold[4] == 79
+
+
+def test_dsn_band_follows_the_hour_of_the_week_once_three_weeks_are_kept():
+    """With four weeks kept, a Monday 09:00 peak (every Monday) is inside the band, while the
+    hour-of-day median of the other days would put it far outside."""
+    monday = START - timedelta(days=START.weekday())  # 2026-11-23
+    rng = TimeRange("custom", monday, monday + DAY, "hour")
+    dsn_hourly(monday - 30 * DAY, 1)  # history reaches back 30 days
+    for day in range(1, 29):
+        count = 400 if day % 7 == 0 else 100
+        dsn_hourly(monday + timedelta(hours=9) - day * DAY, count)
+    dsn_hourly(monday + timedelta(hours=9), 420)
+    volume = dsn_volume(rng=rng)
+    assert volume.season == "hour-of-week"
+    assert volume.baseline[9] == pytest.approx(400)
+    assert volume.counts[9] < volume.threshold[9]
 
 
 def test_dsn_day_buckets_take_the_baseline_from_previous_days():
@@ -191,10 +206,10 @@ def test_dsn_day_buckets_take_the_baseline_from_previous_days():
     dsn_hourly(at(5, days=-1), 10)
     dsn_hourly(at(23, days=-2), 20)
     dsn_hourly(at(1, days=1), 6)
-    volume = dsn_volume(rng=days, baseline_days=2)
+    volume = dsn_volume(rng=days)
     assert volume.counts == [0, 6, 0]
-    assert volume.mean == [pytest.approx(15), pytest.approx(5), pytest.approx(3)]
-    assert volume.upper[0] == pytest.approx(25)  # 15 + 2 * 5
+    assert volume.baseline == [0, 0, 0]  # the median of 14 days, most of them empty
+    assert volume.threshold[0] > 20
 
 
 def test_dsn_spikes_overlapping_the_range_are_kept():
@@ -492,5 +507,5 @@ def test_history_module_reads_no_per_bucket_queries(django_assert_max_num_querie
     year = TimeRange("custom", END - 365 * DAY, END, "day")
     with django_assert_max_num_queries(3):
         history.sweep_health(rng=year)
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):  # oldest hour, thresholds, hourly rows, spikes
         history.dsn_volume(rng=year)

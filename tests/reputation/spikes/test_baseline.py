@@ -8,7 +8,16 @@ import random
 
 import pytest
 
-from reputation.spikes.baseline import Thresholds, evaluate, scan
+from datetime import timedelta
+
+from reputation.spikes.baseline import (
+    HOUR_OF_DAY,
+    HOUR_OF_WEEK,
+    Thresholds,
+    evaluate,
+    scan,
+    season,
+)
 
 DAY = 1440
 DAYS = 21
@@ -98,3 +107,41 @@ def test_verdict_needs_both_sensitivity_and_minimum_count():
     history = [30, 28, 33, 31, 29, 35, 30, 27, 32, 30, 31, 29, 33, 30]
     assert not evaluate(70, history, T).elevated  # 30 + 5 x 1.5 x sqrt(30.5) = 71.4
     assert evaluate(72, history, T).elevated
+
+
+def monday_peak(seed: int, weeks: int) -> list[int]:
+    """A busy service (about 180 DSNs per 15 minutes at 09:00) whose Mondays 08-10 bring
+    twice a weekday's DSNs, every week (minute 0 is a Monday)."""
+    series = rhythm(seed, level=30.0, days=weeks * 7)
+    rng = random.Random(seed + 100)
+    for week in range(weeks):
+        for minute in range(week * 7 * DAY + 8 * 60, week * 7 * DAY + 10 * 60):
+            series[minute] += poisson(rng, series[minute] or 1)
+    return series
+
+
+def test_the_season_follows_the_week_once_three_weeks_are_kept():
+    window = timedelta(minutes=15)
+    assert season(timedelta(days=20), window).mode == HOUR_OF_DAY
+    weekly = season(timedelta(days=22), window)
+    assert weekly.mode == HOUR_OF_WEEK and weekly.weeks == 3
+    assert len(weekly.offsets) == 15  # the same window and two either side, each week
+    assert season(timedelta(days=40), window).weeks == 4
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_weekly_monday_peak_never_alerts_once_the_week_is_learned(seed):
+    series = monday_peak(seed, weeks=6)
+    learned = 3 * 7 * DAY + 60  # three weeks and the 30-minute neighbours
+    assert scan(series, T, begin=learned) == []
+    # The same Mondays against the previous days' same hour: every Monday alarms.
+    by_day = scan(series, T, begin=learned, weeks=0)
+    mondays = {found.start // (7 * DAY) for found in by_day}
+    assert mondays == {3, 4, 5}
+
+
+def test_a_real_spike_on_a_monday_peak_is_still_found():
+    series = monday_peak(1, weeks=5)
+    at = 4 * 7 * DAY + 9 * 60  # Monday of week five, 09:00, at the peak
+    found = scan(add(series, at, 20, 40), T, begin=3 * 7 * DAY + 60)
+    assert len(found) == 1 and at <= found[0].start <= at + 15

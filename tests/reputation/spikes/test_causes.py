@@ -67,8 +67,88 @@ def test_spam_attack_is_a_surge_of_high_risk_routing():
         source_baselines={"sasl:shop7": 50},
         high_risk_share=0.7,
         high_risk_share_before=0.05,
+        routed=200,
+        high_risk=140,
+        known_sources=frozenset({"sasl:shop7"}),
     )
     assert likely_cause(ev)[0].name == "spam-attack"
+
+
+def test_spam_attack_needs_a_minimum_of_high_risk_messages():
+    samples = [
+        DSNSampleFacts("sasl:tiny", f"s{i}@tiny.example", f"r{i}@far.example", "5.2.1")
+        for i in range(30)
+    ]
+    ev = evidence(samples, high_risk_share=0.33, routed=3, high_risk=1)
+    cause = next(c for c in likely_cause(ev)[1] if c.name == "spam-attack")
+    assert cause.confidence == 0.0
+    assert "too little evidence" in cause.evidence[-1]
+
+
+def harvest_samples(n: int = 120) -> list[DSNSampleFacts]:
+    """A harvest at customer.example among background DSNs at many other domains."""
+    harvest = [
+        DSNSampleFacts(
+            "mx.customer",
+            f"probe{i % 3}@attacker.example",
+            f"user{i}@customer.example",
+            "5.1.1",
+            "550 5.1.1 User unknown",
+            reporting_mta="mx.customer",
+            refined_class="unknown-user",
+        )
+        for i in range(n)
+    ]
+    background = [
+        DSNSampleFacts(
+            f"mx.other{i % 9}",
+            f"x{i}@remote{i % 5}.example",
+            f"u{i}@other{i % 9}.example",
+            "5.2.2",
+            "552 full",
+            reporting_mta=f"mx.other{i % 9}",
+            refined_class="mailbox-full",
+        )
+        for i in range(n // 4)
+    ]
+    return harvest + background
+
+
+def test_harvest_among_background_domains_is_still_harvest():
+    ev = evidence(harvest_samples())
+    ev.refined.update(s.refined_class for s in ev.samples)
+    assert len(ev.original_domains) > 3
+    assert likely_cause(ev)[0].name == "directory-harvest"
+
+
+def test_a_known_customer_server_jumping_twentyfold_is_no_rogue_server():
+    ev = evidence(
+        harvest_samples(),
+        source_baselines={"mx.customer": 2.0},  # 120 now: a 60-fold jump
+        known_sources=frozenset({"mx.customer"}),
+        known_mtas=frozenset({"mx.customer"}),
+    )
+    ev.refined.update(s.refined_class for s in ev.samples)
+    best, causes = likely_cause(ev)
+    assert best.name == "directory-harvest"
+    assert next(c for c in causes if c.name == "rogue-server").confidence == 0.0
+
+
+def test_a_known_client_naming_a_foreign_reporting_mta_is_a_rogue_server():
+    samples = [
+        DSNSampleFacts(
+            "10.1.2.3",
+            f"s{i}@x{i % 50}.example",
+            f"r{i}@y{i % 30}.example",
+            "5.2.1",
+            reporting_mta="relay.never-seen.example",
+        )
+        for i in range(70)
+    ]
+    ev = evidence(samples, known_sources=frozenset({"10.1.2.3"}), known_mtas=frozenset())
+    assert likely_cause(ev)[0].name == "rogue-server"
+    ev.known_mtas = frozenset({"relay.never-seen.example"})
+    assert likely_cause(ev)[0].name != "rogue-server"
 
 
 def test_rogue_server_is_one_source_that_usually_sends_nothing():
