@@ -30,7 +30,17 @@ class SpikeThresholdAdmin(RecordChanges, admin.ModelAdmin):
 
 @admin.register(Spike)
 class SpikeAdmin(admin.ModelAdmin):
-    list_display = ["started", "ended", "dimension", "value", "peak", "baseline", "cause"]
+    list_display = [
+        "started",
+        "ended",
+        "dimension",
+        "value",
+        "involved",
+        "peak",
+        "baseline",
+        "cause",
+        "confidence",
+    ]
 
     def view_on_site(self, obj: Spike) -> str:
         return reverse("dashboard:spike", args=[obj.pk])
@@ -49,12 +59,36 @@ class SpikeAdmin(admin.ModelAdmin):
         "calm_since",
         "cause",
         "confidence",
+        "series_text",
         "evidence_text",
         "created",
         "updated",
         "processed",
     ]
-    exclude = ["evidence"]
+    exclude = ["evidence", "series"]
+
+    @admin.display(description="series")
+    def involved(self, obj: Spike) -> int:
+        return len(obj.series or []) or 1
+
+    @admin.display(description="series involved")
+    def series_text(self, obj: Spike) -> str:
+        rows = [item for item in obj.series or [] if isinstance(item, dict)]
+        return format_html_join(
+            "\n",
+            "<div>{} {}: peak {} (usual {}, threshold {}){}</div>",
+            (
+                (
+                    item.get("dimension", ""),
+                    item.get("value") or "",
+                    item.get("peak", ""),
+                    item.get("baseline", ""),
+                    item.get("threshold", ""),
+                    ", elevated now" if item.get("elevated") and not obj.ended else "",
+                )
+                for item in rows
+            ),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # spikes are found, not entered
@@ -68,6 +102,7 @@ class SpikeAdmin(admin.ModelAdmin):
             "top_recipient_domains",
             "top_original_domains",
             "top_statuses",
+            "top_refined_classes",
             "top_reporting_mtas",
         ):
             pairs = ", ".join(f"{k or '-'} ({n})" for k, n in doc.get(label, []))

@@ -307,10 +307,23 @@ def _from_spikes(now: dt.datetime) -> int:
     return count
 
 
+MAX_SERIES = 20  # series of an incident named in its alert (most DSNs above usual first)
+TOP_KEYS = ("top_sources", "top_recipient_domains", "top_original_domains", "top_statuses")
+TOP_KEYS += ("top_refined_classes", "top_reporting_mtas")
+
+
 def _spike_event(spike: Spike, *, opened: bool) -> Event:
+    """One event per incident: its lead series in the subject; the cause, confidence, peak,
+    baseline, the series involved and the evidence's top keys as structured data."""
     series = spike.dimension + (f" {spike.value}" if spike.value else "")
+    involved = [item for item in spike.series or [] if isinstance(item, dict)]
+    others = len(involved) - 1
+    if others > 0:
+        series += f" and {others} related series"
     severity = spike_severity(spike)
-    pool = spike.value if spike.dimension == "pool" else ""
+    pools = {item.get("value") for item in involved if item.get("dimension") == "pool"}
+    pool = spike.value if spike.dimension == "pool" else (pools.pop() if len(pools) == 1 else "")
+    evidence = spike.evidence if isinstance(spike.evidence, dict) else {}
     return Event(
         kind=K.SPIKE_OPENED if opened else K.SPIKE_CLOSED,
         severity=severity if opened else Severity.WARNING,
@@ -323,8 +336,18 @@ def _spike_event(spike: Spike, *, opened: bool) -> Event:
             "baseline": round(spike.baseline, 1),
             "cause": spike.cause,
             "confidence": spike.confidence,
-            "summary": list((spike.evidence or {}).get("summary", [])),
-        },
+            "summary": list(evidence.get("summary", [])),
+            "lead": {"dimension": spike.dimension, "value": spike.value},
+            "series": [
+                {key: item.get(key) for key in ("dimension", "value", "peak", "baseline")}
+                for item in involved[:MAX_SERIES]
+            ],
+            "series_count": len(involved),
+            "dimensions": sorted({str(item.get("dimension")) for item in involved}),
+            "started": spike.started.isoformat(),
+            "ended": spike.ended.isoformat() if spike.ended else None,
+        }
+        | {key: evidence[key][:5] for key in TOP_KEYS if isinstance(evidence.get(key), list)},
         created=spike.started if opened else spike.ended,
     )
 

@@ -232,7 +232,28 @@ def as_json(event: Event) -> dict:
         "details": data.get("listings", []),
         "dashboard_url": dashboard_url(event),
         "created": event.created.isoformat(),
+        "spike": spike_json(event),
     }
+
+
+SPIKE_FIELDS = ("spike_id", "cause", "confidence", "peak", "baseline", "lead", "series")
+SPIKE_FIELDS += (
+    "series_count",
+    "dimensions",
+    "started",
+    "ended",
+    "summary",
+    *event_source.TOP_KEYS,
+)
+
+
+def spike_json(event: Event) -> dict | None:
+    """A spike event's incident as structured fields: cause, confidence, peak, baseline, the
+    lead series and every series involved, and the evidence's top keys ([key, DSNs] pairs)."""
+    if event.kind not in (Event.Kind.SPIKE_OPENED, Event.Kind.SPIKE_CLOSED):
+        return None
+    data = event.data or {}
+    return {key: data[key] for key in SPIKE_FIELDS if key in data}
 
 
 def render(events: list[Event]) -> Message:
@@ -272,6 +293,15 @@ def _lines(event: Event) -> list[str]:
             f"cause {data.get('cause')} ({data.get('confidence', 0):.0%})"
         )
         lines += [f"  {line}" for line in data.get("summary", [])]
+        involved = [
+            f"{x.get('dimension')} {x.get('value') or ''}".strip() for x in data.get("series", [])
+        ]
+        more = data.get("series_count", len(involved)) - min(len(involved), 8)
+        if len(involved) > 1:
+            lines.append(
+                f"series involved: {', '.join(involved[:8])}"
+                + (f" and {more} more" if more > 0 else "")
+            )
     for key in ("detail", "reason"):
         if data.get(key) and not data.get("codes"):
             lines.append(f"{key}: {data[key]}")

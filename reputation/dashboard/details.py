@@ -512,6 +512,7 @@ TABLES = {
     "top_recipient_domains": "Top DSN recipient domains",
     "top_original_domains": "Top original-recipient domains",
     "top_statuses": "Top statuses",
+    "top_refined_classes": "Top refined classes",
     "top_reporting_mtas": "Top reporting MTAs",
     "source_baselines": "Usual DSNs per window, by source",
 }
@@ -548,6 +549,7 @@ class SpikeDetail:
     window_minutes: int  # the detection window `spike.baseline` and `spike.peak` count
     baseline_per_bucket: float
     evidence: EvidenceView
+    involved: list[dict]  # every series of the incident (Spike.series)
 
 
 def spike_detail(*, spike: Spike, now: datetime | None = None) -> SpikeDetail:
@@ -563,6 +565,7 @@ def spike_detail(*, spike: Spike, now: datetime | None = None) -> SpikeDetail:
         window_minutes=window,
         baseline_per_bucket=spike.baseline / window * (rng.step / timedelta(minutes=1)),
         evidence=evidence_view(spike.evidence),
+        involved=[item for item in spike.series or [] if isinstance(item, dict)][:50],
     )
 
 
