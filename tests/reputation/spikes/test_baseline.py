@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import timedelta
 
 import pytest
-
-from datetime import timedelta
 
 from reputation.spikes.baseline import (
     HOUR_OF_DAY,

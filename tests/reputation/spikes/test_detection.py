@@ -1,5 +1,6 @@
-"""The periodic spike check on the real database: spikes open once, follow the series, close
-when quiet, carry their cause; thresholds per series apply."""
+"""The periodic spike check on the real database: one incident per campaign opens once,
+follows its series, closes when quiet, carries its cause; thresholds per series apply; the
+baseline follows the hour of the week once three weeks are kept."""
 
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ def background(days: int = 14, per_window: int = 8, source: str = "mx.customer.e
     DSNCount.objects.bulk_create(rows)
 
 
-def burst(count: int, at: datetime, *, status="5.1.1", source="mx.customer.example") -> None:
+def burst(
+    count: int,
+    at: datetime,
+    *,
+    status="5.1.1",
+    source="mx.customer.example",
+    recipient="example.com",
+) -> None:
     """`count` DSNs spread over the 10 minutes before `at`."""
     for minute in range(10):
         n = count // 10 + (1 if minute < count % 10 else 0)
@@ -44,9 +52,10 @@ def burst(count: int, at: datetime, *, status="5.1.1", source="mx.customer.examp
                 minute=at - timedelta(minutes=1 + minute),
                 pool="high-risk",
                 source=source,
-                recipient_domain="example.com",
+                recipient_domain=recipient,
                 original_domain="example.org",
                 status=status,
+                reporting_mta=source,
                 count=n,
             )
 
@@ -59,16 +68,19 @@ def test_quiet_series_opens_no_spike():
     assert not Spike.objects.exists()
 
 
-def test_spike_opens_once_follows_and_closes_when_quiet():
+def test_one_incident_opens_once_follows_and_closes_when_quiet():
     background()
     burst(120, NOW)
     first = detect(NOW)
-    assert {(s.dimension, s.value) for s in first.opened} >= {("all", ""), ("status", "5.1.1")}
-    spike = Spike.objects.get(dimension="all")
+    assert len(first.opened) == 1  # every series that moved, in one incident
+    spike = first.opened[0]
+    involved = {(item["dimension"], item["value"]) for item in spike.series}
+    assert involved >= {("all", ""), ("status", "5.1.1"), ("source", "mx.customer.example")}
+    assert (spike.dimension, spike.value) == ("source", "mx.customer.example")  # the lead
     assert (spike.peak, spike.ended) == (120, None)
     assert spike.evidence["top_statuses"][0] == ["5.1.1", 120]
     assert detect(NOW).opened == []  # same run again: idempotent
-    assert Spike.objects.filter(dimension="all").count() == 1
+    assert Spike.objects.count() == 1
 
     later = NOW + timedelta(minutes=20)  # the burst is out of the window: calm from here
     detect(later)
@@ -80,13 +92,26 @@ def test_spike_opens_once_follows_and_closes_when_quiet():
     assert spike in run.closed
 
 
+def test_two_campaigns_at_once_are_two_incidents():
+    background()
+    burst(120, NOW, status="5.1.1", source="mx.a.example", recipient="a-senders.example")
+    burst(90, NOW, status="5.7.1", source="mx.b.example", recipient="b-senders.example")
+    run = detect(NOW)
+    leads = sorted((s.dimension, s.value) for s in run.opened)
+    assert len(leads) == 2, leads
+    by_source = {s.evidence["top_sources"][0][0]: s for s in run.opened}
+    assert set(by_source) == {"mx.a.example", "mx.b.example"}
+    assert by_source["mx.a.example"].evidence["total"] == 120
+
+
 def test_per_series_threshold_overrides_the_global_one():
     background()
     burst(30, NOW, source="big-customer")
     SpikeThreshold.objects.create(dimension="source", value="big-customer", min_count=100)
     run = detect(NOW)
-    assert ("source", "big-customer") not in {(s.dimension, s.value) for s in run.opened}
-    assert ("all", "") in {(s.dimension, s.value) for s in run.opened}
+    involved = {(item["dimension"], item["value"]) for s in run.opened for item in s.series}
+    assert ("source", "big-customer") not in involved
+    assert ("all", "") in involved
 
 
 def test_disabled_global_threshold_row_is_ignored():
@@ -94,3 +119,39 @@ def test_disabled_global_threshold_row_is_ignored():
     background()
     burst(10, NOW)
     assert detect(NOW).opened == []
+
+
+def weekly(level_on_weekday: int, level_elsewhere: int) -> None:
+    """Four weeks and two days of history around 14:00: `level_on_weekday` DSNs per window on
+    NOW's weekday, `level_elsewhere` on the other days."""
+    rows = [DSNCount(minute=NOW - timedelta(days=30), pool="high-risk", status="5.2.2", count=1)]
+    for d in range(1, 30):
+        level = level_on_weekday if d % 7 == 0 else level_elsewhere
+        for shift in range(-35, 35, 5):  # the window and its neighbours
+            rows.append(
+                DSNCount(
+                    minute=NOW - timedelta(days=d, minutes=shift + 1),
+                    pool="high-risk",
+                    source="mx.customer.example",
+                    status="5.2.2",
+                    count=level // 3,
+                )
+            )
+    DSNCount.objects.bulk_create(rows)
+
+
+def test_a_weekly_peak_opens_nothing_once_three_weeks_are_kept():
+    weekly(level_on_weekday=150, level_elsewhere=30)
+    burst(150, NOW, status="5.2.2")
+    run = detect(NOW)
+    assert run.seasons["all"] == "hour-of-week"
+    assert run.opened == []
+
+
+def test_the_same_peak_after_less_than_three_weeks_is_judged_by_hour_of_day():
+    weekly(level_on_weekday=150, level_elsewhere=30)
+    DSNCount.objects.filter(minute__lt=NOW - timedelta(days=20)).delete()
+    burst(150, NOW, status="5.2.2")
+    run = detect(NOW)
+    assert run.seasons["all"] == "hour-of-day"
+    assert len(run.opened) == 1
