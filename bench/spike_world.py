@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from reputation.spikes.baseline import Thresholds, Verdict, evaluate, season
+from reputation.spikes.baseline import Thresholds, Verdict, season
 from reputation.spikes.causes import DSNSampleFacts, Evidence, likely_cause
 from reputation.spikes.incidents import ROW_DIMENSIONS, Incident, advance, group
 
@@ -276,14 +276,14 @@ def verdicts_at(world: World, end: int, thresholds: Thresholds) -> dict[tuple, V
     """Every series' verdict for the window ending at bin `end` (Poolwarden's baseline)."""
     width = thresholds.window_minutes // BIN
     the_season = season(timedelta(minutes=(end - width) * BIN), thresholds.window, thresholds.days)
-    back = [offset // timedelta(minutes=BIN) for offset in the_season.offsets]
+    back = [offset // timedelta(minutes=BIN) for offset in the_season.all_offsets]
     found = {}
     for key in world.prefix:
         count = world.total(key, end, width)
         if count < thresholds.min_count:
             continue  # cannot be elevated; an open incident's series count as calm
-        history = [world.total(key, end - k, width) for k in back]
-        found[key] = evaluate(count, history, thresholds)
+        past = [world.total(key, end - k, width) for k in back]
+        found[key] = the_season.judge(count, past, thresholds)
     return found
 
 

@@ -92,7 +92,7 @@ def dsn_volume(*, rng: TimeRange, pool: str | None = None) -> DSNVolume:
     seasons = [
         season(at - oldest if oldest else timedelta(), rng.step, thresholds.days) for at in buckets
     ]
-    reach = max((max(x.offsets, default=timedelta()) for x in seasons), default=timedelta())
+    reach = max((max(x.all_offsets, default=timedelta()) for x in seasons), default=timedelta())
     sums = dsn_sums(start=rng.start - reach, end=rng.end, bucket=rng.bucket, pool=pool)
     # The detection's minimum count is per window; a bucket of another width scales it.
     scaled = replace(
@@ -100,7 +100,8 @@ def dsn_volume(*, rng: TimeRange, pool: str | None = None) -> DSNVolume:
     )
     baseline, threshold = [], []
     for at, the_season in zip(buckets, seasons, strict=True):
-        middle, spread = spread_of([sums.get(at - o, 0) for o in the_season.offsets])
+        past = the_season.split([sums.get(at - o, 0) for o in the_season.all_offsets])
+        middle, spread = spread_of(*past)
         baseline.append(middle)
         threshold.append(threshold_of(middle, spread, scaled))
     return DSNVolume(
@@ -135,18 +136,35 @@ def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -
 def spikes_in(
     *, rng: TimeRange, pool: str | None = None, limit: int = MAX_SPIKES
 ) -> list[SpikeMark]:
-    """Spikes overlapping the range, newest first. With a pool: the spikes of that pool's
-    series and of all DSNs together; spikes of other dimensions (a sender or recipient domain,
-    a status) span pools, so they are shown only without a pool filter."""
+    """Spikes overlapping the range, newest first. With a pool: the incidents that involve
+    that pool's series (or whose lead is all DSNs); an incident of other series only (a
+    domain, a status) spans pools, so it is shown only without a pool filter."""
     found = Spike.objects.filter(started__lt=rng.end).filter(
         Q(ended__isnull=True) | Q(ended__gte=rng.start)
     )
-    if pool:
-        found = found.filter(Q(dimension="all") | Q(dimension="pool", value=pool))
     url = detail_url("spike")
     fields = ("pk", "dimension", "value", "started", "ended", "peak", "cause")
-    rows = found.order_by("-started", "-pk").values_list(*fields)[:limit]
-    return [SpikeMark(*row, url=url(row[0])) for row in rows]
+    if not pool:
+        rows = found.order_by("-started", "-pk").values_list(*fields)[:limit]
+        return [SpikeMark(*row, url=url(row[0])) for row in rows]
+    marks = []
+    # The series involved are JSON, which SQLite cannot search: filtered here, in pages.
+    for row in found.order_by("-started", "-pk").values_list(*fields, "series").iterator(500):
+        if _involves_pool(row[1], row[2], row[-1], pool):
+            marks.append(SpikeMark(*row[:-1], url=url(row[0])))
+            if len(marks) >= limit:
+                break
+    return marks
+
+
+def _involves_pool(dimension: str, value: str, series: object, pool: str) -> bool:
+    if dimension == "all" or (dimension, value) == ("pool", pool):
+        return True
+    items = series if isinstance(series, list) else []
+    return any(
+        isinstance(x, dict) and x.get("dimension") == "pool" and x.get("value") == pool
+        for x in items
+    )
 
 
 def dsn_figure(*, rng: TimeRange, pool: str | None = None) -> dict:

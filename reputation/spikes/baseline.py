@@ -77,11 +77,21 @@ class Verdict:
         return self.count - self.baseline
 
 
-def spread_of(history: Sequence[float]) -> tuple[float, float]:
-    """(baseline, spread) of a history: median and MAD-as-sigma, with the Poisson floor."""
+def spread_of(history: Sequence[float], days: Sequence[float] = ()) -> tuple[float, float]:
+    """(baseline, spread) of a history: median and MAD-as-sigma, with the Poisson floor.
+
+    `days`, in the hour-of-week season, are the same window on the previous days: four weeks
+    are only four independent days, too few to see how much a day can differ from another,
+    so the spread is at least the days' relative MAD applied to the baseline."""
     baseline = statistics.median(history) if history else 0.0
     mad = statistics.median(abs(h - baseline) for h in history) if history else 0.0
-    return baseline, max(MAD_TO_SIGMA * mad, OVERDISPERSION * math.sqrt(baseline), 1.0)
+    sigma = MAD_TO_SIGMA * mad
+    if days:
+        level = statistics.median(days)
+        if level > 0:
+            relative = statistics.median(abs(d - level) for d in days) / level
+            sigma = max(sigma, MAD_TO_SIGMA * relative * baseline)
+    return baseline, max(sigma, OVERDISPERSION * math.sqrt(baseline), 1.0)
 
 
 def threshold_of(baseline: float, spread: float, thresholds: Thresholds) -> float:
@@ -89,9 +99,12 @@ def threshold_of(baseline: float, spread: float, thresholds: Thresholds) -> floa
     return max(baseline + thresholds.sensitivity * spread, thresholds.min_count - 1)
 
 
-def evaluate(count: int, history: Sequence[float], thresholds: Thresholds) -> Verdict:
-    """Judge one window's `count` against the same window in the past (`history`)."""
-    baseline, spread = spread_of(history)
+def evaluate(
+    count: int, history: Sequence[float], thresholds: Thresholds, days: Sequence[float] = ()
+) -> Verdict:
+    """Judge one window's `count` against the same window in the past (`history`; `days`:
+    see `spread_of`)."""
+    baseline, spread = spread_of(history, days)
     elevated = count >= thresholds.min_count and count > baseline + thresholds.sensitivity * spread
     return Verdict(count, baseline, spread, elevated, threshold_of(baseline, spread, thresholds))
 
@@ -101,14 +114,30 @@ def evaluate(count: int, history: Sequence[float], thresholds: Thresholds) -> Ve
 
 @dataclass(frozen=True)
 class Season:
-    """How a window's history is chosen: its mode and the offsets back to each past window."""
+    """How a window's history is chosen: its mode, the offsets back to each past window of
+    the baseline, and (hour of week) to the same window on previous days, for the spread."""
 
     mode: str  # HOUR_OF_WEEK or HOUR_OF_DAY
     offsets: tuple[timedelta, ...]
+    day_offsets: tuple[timedelta, ...] = ()
 
     @property
     def weeks(self) -> int:
         return len({round(o / WEEK) for o in self.offsets}) if self.mode == HOUR_OF_WEEK else 0
+
+    @property
+    def all_offsets(self) -> tuple[timedelta, ...]:
+        """Every past window read: the baseline's, then the days'."""
+        return self.offsets + self.day_offsets
+
+    def split(self, past: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
+        """Counts of `all_offsets` windows, as (baseline history, days)."""
+        return past[: len(self.offsets)], past[len(self.offsets) :]
+
+    def judge(self, count: int, past: Sequence[float], thresholds: Thresholds) -> Verdict:
+        """Verdict for a window holding `count`, given the counts of `all_offsets` windows."""
+        history, days = self.split(past)
+        return evaluate(count, history, thresholds, days)
 
 
 def season(
@@ -124,7 +153,7 @@ def season(
     ]
     if len(usable) >= MIN_WEEKS:
         offsets = tuple(k * WEEK + s for k in usable for s in shifts)
-        return Season(HOUR_OF_WEEK, offsets)
+        return Season(HOUR_OF_WEEK, offsets, tuple(d * DAY for d in range(1, days + 1)))
     return Season(HOUR_OF_DAY, tuple(d * DAY for d in range(1, days + 1)))
 
 
@@ -139,15 +168,15 @@ def window_starts(now: datetime, thresholds: Thresholds, the_season: Season) -> 
     window ends with the current (partial) minute: what was just flushed counts."""
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - thresholds.window
-    return [start] + [start - offset for offset in the_season.offsets]
+    return [start] + [start - offset for offset in the_season.all_offsets]
 
 
 def judge_at(
     total: Callable[[datetime], float], start: datetime, the_season: Season, thresholds: Thresholds
 ) -> Verdict:
     """Verdict for the window starting at `start`, `total(start)` giving a window's count."""
-    history = [total(start - offset) for offset in the_season.offsets]
-    return evaluate(int(total(start)), history, thresholds)
+    past = [total(start - offset) for offset in the_season.all_offsets]
+    return the_season.judge(int(total(start)), past, thresholds)
 
 
 # --- spike life cycle --------------------------------------------------------------------
@@ -222,8 +251,8 @@ def scan(
     for minute in range(max(begin, window), len(counts) + 1, every):
         reach = timedelta(minutes=minute - window)
         the_season = season(reach, thresholds.window, thresholds.days, weeks)
-        history = [total(minute - o // timedelta(minutes=1)) for o in the_season.offsets]
-        verdict = evaluate(total(minute), history, thresholds)
+        past = [total(minute - o // timedelta(minutes=1)) for o in the_season.all_offsets]
+        verdict = the_season.judge(total(minute), past, thresholds)
         now = epoch + timedelta(minutes=minute)
         result = step(state, verdict, now, thresholds)
         if result.action == "open":

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from reputation.models import Spike, SpikeThreshold
 from reputation.spikes import evidence as evidence_module
-from reputation.spikes.baseline import Season, Thresholds, Verdict, evaluate, season
+from reputation.spikes.baseline import Season, Thresholds, Verdict, season
 from reputation.spikes.causes import Evidence, likely_cause
 from reputation.spikes.incidents import Incident, Key, Member, advance, group
 from reputation.spikes.series import DIMENSIONS, oldest_minute, window_sums
@@ -59,11 +59,12 @@ def judge_all(now: datetime) -> tuple[dict[Key, Verdict], DetectionRun, Threshol
         run.seasons[dimension] = base_season.mode
         sums = window_sums(dimension, now, base, base_season)
         for value, counts in sums.items():
-            thresholds = overrides.get((dimension, value), base)
+            thresholds, the_season = overrides.get((dimension, value), base), base_season
             if thresholds is not base:
-                own = season_at(now, thresholds, oldest)
-                counts = window_sums(dimension, now, thresholds, own).get(value, [0])
-            verdicts[(dimension, value)] = evaluate(counts[0], counts[1:], thresholds)
+                the_season = season_at(now, thresholds, oldest)
+                counts = window_sums(dimension, now, thresholds, the_season).get(value, [0])
+            counts += [0] * (1 + len(the_season.all_offsets) - len(counts))
+            verdicts[(dimension, value)] = the_season.judge(counts[0], counts[1:], thresholds)
     run.series = len(verdicts)
     return verdicts, run, default
 

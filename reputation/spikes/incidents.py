@@ -15,7 +15,8 @@ of one's DSNs do.
 
 **Incidents** live while any of their series is elevated and close after `quiet` without.
 A series belongs to one open incident at a time; a group joins the open incident that already
-holds one of its specific series (else one of its broad ones), or opens a new one. The
+holds one of its specific series (else one of its broad ones; a group of broad series alone
+joins the oldest open incident), or opens a new one. The
 incident's *lead* is the series that best describes it: the specific series with the largest
 excess over its baseline, else the narrowest broad one. Evidence and cause are read on the lead
 series, so background DSNs in the same window do not blur the cause.
@@ -211,6 +212,8 @@ def advance(
         broad = sorted(k for k in members if is_broad(k))
         target = next((owner[k] for k in specific if k in owner), None)
         target = target or next((owner[k] for k in broad if k in owner), None)
+        if target is None and not specific and incidents:
+            target = incidents[0]  # broad series alone move with whatever is going on
         new = [k for k in members if k not in owner]
         if target is None:
             target = Incident(now, {}, ("", ""), 0, 0.0)

@@ -225,13 +225,28 @@ def test_dsn_spikes_overlapping_the_range_are_kept():
 
 
 def test_dsn_pool_filter_keeps_that_pools_and_overall_spikes():
-    """With a pool: spikes of all DSNs and of that pool; not of another pool, nor of a
-    dimension that spans pools (shown without the filter)."""
+    """With a pool: spikes of all DSNs and of that pool, and incidents involving that pool's
+    series; not of another pool, nor of a dimension that spans pools (shown without the
+    filter)."""
     overall = spike(at(1), at(2))
     mine = spike(at(3), at(4), dimension="pool", value="risky")
     spike(at(5), at(6), dimension="pool", value="normal")
     domain = spike(at(7), at(8), dimension="recipient_domain", value="example.org")
-    assert {m.pk for m in dsn_volume(rng=HOURS, pool="risky").spikes} == {overall.pk, mine.pk}
+    involving = spike(
+        at(9),
+        at(10),
+        dimension="source",
+        value="mx.a.example",
+        series=[
+            {"dimension": "source", "value": "mx.a.example"},
+            {"dimension": "pool", "value": "risky"},
+        ],
+    )
+    assert {m.pk for m in dsn_volume(rng=HOURS, pool="risky").spikes} == {
+        overall.pk,
+        mine.pk,
+        involving.pk,
+    }
     assert domain.pk in {m.pk for m in dsn_volume(rng=HOURS).spikes}
 
 
