@@ -62,6 +62,9 @@ def rows(domains: int, days: int, seed: int = 7):
             yield at, f"customer{rng.randrange(domains)}.example", status, 1
 
 
+REFINED_CLASSES = {"5.1.1": "unknown-user", "5.7.1": "blocked"}
+
+
 def poisson(rng: random.Random, rate: float) -> int:
     # Normal approximation is fine for the large rates of the whole service.
     return (
@@ -82,9 +85,10 @@ def load(domains: int, days: int) -> int:
     buffer = io.StringIO()
     for (at, domain, status), n in counts.items():
         source = f"mx.{domain}"
+        refined = REFINED_CLASSES[status]
         buffer.write(
             f"{at.isoformat()}\thigh-risk\t{source}\t{domain}\texample.org\t{status}\t"
-            f"mx.example.org\t{n}\n"
+            f"mx.example.org\t{refined}\t{n}\n"
         )
     buffer.seek(0)
     columns = (
@@ -95,6 +99,7 @@ def load(domains: int, days: int) -> int:
         "original_domain",
         "status",
         "reporting_mta",
+        "refined_class",
         "count",
     )
     # As the engine's flushes also write them: the DSNs per hour and pool, which the

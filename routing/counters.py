@@ -303,13 +303,16 @@ def dsn_samples(facts: MessageFacts, decision: Decision, minute, source: str) ->
         "original_message_id": report.original_message_id if report else "",
     }
     if not report or not report.recipients:
-        return [base | {"original_recipient": "", "status": "", "diagnostic": ""}]
+        return [
+            base | {"original_recipient": "", "status": "", "diagnostic": "", "refined_class": ""}
+        ]
     return [
         base
         | {
             "original_recipient": r.final_recipient[:255],
             "status": r.status[:16],
             "diagnostic": r.diagnostic[:500],
+            "refined_class": r.refined_class[:16],
         }
         for r in report.recipients[:20]
     ]
@@ -321,9 +324,15 @@ def dsn_keys(facts: MessageFacts, decision: Decision, minute, source: str) -> li
     mta = (report.reporting_mta if report else "")[:255]
     base = (minute, decision.pool, source, recipient_domain)
     if not report or not report.recipients:
-        return [(*base, "", "", mta)]
+        return [(*base, "", "", mta, "")]
     return [
-        (*base, r.final_recipient.rpartition("@")[2][:255], r.status[:16], mta)
+        (
+            *base,
+            r.final_recipient.rpartition("@")[2][:255],
+            r.status[:16],
+            mta,
+            r.refined_class[:16],
+        )
         for r in report.recipients
     ]
 
