@@ -519,3 +519,20 @@ class DSNSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.original_recipient} {self.status}"
+
+
+class RoutedMessage(models.Model):
+    """A Message-ID routed here lately (routing.routed, when the cache is not Redis): DSNs
+    about a message never routed here are backscatter evidence. Only the hash is kept."""
+
+    # The key itself, no surrogate id: one index less per remembered message.
+    digest = models.BigIntegerField(
+        primary_key=True, help_text="64-bit BLAKE2b of the normalized Message-ID, signed."
+    )
+    hour = models.DateTimeField(db_index=True, help_text="When it was routed, to the hour.")
+
+    class Meta:
+        verbose_name = "routed message"
+
+    def __str__(self) -> str:
+        return f"{self.digest:016x} {self.hour:%Y-%m-%d %H:00}"
