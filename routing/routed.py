@@ -7,9 +7,10 @@ Where they are kept:
 
 - Redis, when the default cache is Redis (config.shared_redis): one set per hour,
   `pw:routed:<YYYYmmddHH>` under the cache's key prefix, expiring an hour after the memory;
-  about 60 bytes per message.
-- Otherwise the database: `routing.RoutedMessage` rows (digest, hour), about 90 bytes per
-  message with their indexes on PostgreSQL; reputation's DSN roll-up task deletes the old ones.
+  about 70 bytes per message (measured: a set of 200,000 signed 64-bit members).
+- Otherwise the database: `routing.RoutedMessage` rows (digest, hour), about 80-100 bytes per
+  message with their two indexes on PostgreSQL; reputation's DSN roll-up task deletes the old
+  ones. A message routed again keeps its first hour.
 
 Routing never waits on either: `routing.counters` collects the hashes in memory and writes them
 when it flushes, and asks at flush time about the DSN samples it keeps. When the store cannot
