@@ -62,7 +62,7 @@ def minute_of(now: datetime) -> datetime:
 
 
 SAMPLES_PER_FLUSH = 200  # DSN recipients kept as evidence per flush interval and process
-# Message-ID hashes waiting for the shared memory (~60 bytes each, ~12 MB): past this, while
+# Message-ID hashes waiting for the shared memory (~70 bytes each, ~14 MB): past this, while
 # it is unreachable for long, new ones are not remembered, and how many is logged.
 MAX_PENDING_ROUTED = 200_000
 # Pending keys before a failed flush merges the oldest minutes into hours, and before decisions
