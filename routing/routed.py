@@ -21,6 +21,7 @@ than stops.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -182,8 +183,9 @@ class RoutedMemory:
         for digest in digests:
             self.recent.pop(digest, None)
             self.recent[digest] = hour
-        while len(self.recent) > RECENT_IDS:
-            del self.recent[next(iter(self.recent))]
+        if len(self.recent) > RECENT_IDS:  # keep the newest, in one pass
+            newest = itertools.islice(self.recent.items(), len(self.recent) - RECENT_IDS, None)
+            self.recent = dict(newest)
         self.store.add({signed(d) for d in digests}, hour)
 
     def known(self, digests: Collection[int], now: datetime) -> set[int]:

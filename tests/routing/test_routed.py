@@ -284,3 +284,11 @@ if shared_redis():
         finally:
             store.client.delete(key)
             store.close()
+
+
+def test_this_processes_own_memory_keeps_only_the_newest_messages():
+    memory = routed.RoutedMemory(routed.DatabaseStore())
+    with mock.patch.object(routed, "RECENT_IDS", 3):
+        memory.remember([1, 2, 3], T0)
+        memory.remember([4, 2], T0)
+    assert list(memory.recent) == [3, 4, 2]
