@@ -108,6 +108,8 @@ RECEIVERS = [
 ] + [f"corp{i}.example" for i in range(30)]
 STATUSES = (("5.1.1", 45), ("5.7.1", 15), ("4.2.2", 10), ("5.2.2", 10), ("4.4.1", 8))
 STATUSES += (("5.7.26", 7), ("5.0.0", 5))
+REFINED_CLASSES = {"5.1.1": "unknown-user", "5.7.1": "blocked", "4.2.2": "mailbox-full"}
+REFINED_CLASSES |= {"5.2.2": "mailbox-full", "5.7.26": "blocked"}  # others: "other"
 BENCH_ADDRESS = "10.1.0.40"  # a normal-pool address listed now, with a year of traffic
 CAUSES = ("directory-harvest", "backscatter", "spam-attack", "rogue-server", "unknown")
 CAUSES += ("blocked-at-receiver",)
@@ -300,7 +302,8 @@ class SpikeSpec:
 
 
 class DSNDice:
-    """Draws DSN dimensions: (pool, source, recipient domain, original domain, status, MTA)."""
+    """Draws DSN dimensions: (pool, source, recipient domain, original domain, status, MTA,
+    refined class)."""
 
     def __init__(self, dice: Dice) -> None:
         self.dice = dice
@@ -323,6 +326,7 @@ class DSNDice:
             row |= {"status": status, "reporting_mta": f"mx{len(domain) % 3 + 1}.{receiver}"}
             if fixed and fixed[0] in row:
                 row[fixed[0]] = fixed[1]
+            row["refined_class"] = REFINED_CLASSES.get(row["status"], "other")
             rows.append(("high-risk", *row.values()))
         return rows
 

@@ -177,6 +177,9 @@ POOLWARDEN_SWEEP_JITTER = env.get_int("POOLWARDEN_SWEEP_JITTER", 120, minimum=0)
 # then rolled up into hourly counts kept this many days.
 POOLWARDEN_DSN_MINUTE_DAYS = env.get_int("POOLWARDEN_DSN_MINUTE_DAYS", 32)
 POOLWARDEN_DSN_HOURLY_DAYS = env.get_int("POOLWARDEN_DSN_HOURLY_DAYS", 400)
+# Message-IDs routed here are remembered this long (hashed; Redis or the database, shared by
+# every process): a DSN about one of them is not backscatter.
+POOLWARDEN_ROUTED_MEMORY_HOURS = env.get_int("POOLWARDEN_ROUTED_MEMORY_HOURS", 72, minimum=1)
 # Alerts: links in alerts point here; a listing reopened within this many seconds of its
 # closing is flapping and not alerted again.
 POOLWARDEN_BASE_URL = env.get_str("POOLWARDEN_BASE_URL", "http://127.0.0.1:8000")

@@ -25,6 +25,7 @@ from reputation.alerts import events, sending
 from reputation.blocklists import listings, rdns, runs
 from reputation.models import CheckRun, DSNHourly
 from reputation.spikes.detection import detect
+from routing import routed
 from routing.models import (
     AddressCount,
     DSNCount,
@@ -95,8 +96,10 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     """Expire per-minute DSN and routing counts older than POOLWARDEN_DSN_MINUTE_DAYS
     (default 32) and DSN samples as old (the hourly tables, written with every flush, already
     hold those hours), and drop hourly rows, per-address and per-score counts older than
-    POOLWARDEN_DSN_HOURLY_DAYS (default 400), and each list's sweeps older than the minutes
-    (its latest kept: it says when the list last answered). Returns the minute rows expired."""
+    POOLWARDEN_DSN_HOURLY_DAYS (default 400), each list's sweeps older than the minutes
+    (its latest kept: it says when the list last answered), and the routed Message-IDs older
+    than POOLWARDEN_ROUTED_MEMORY_HOURS (default 72) kept in the database. Returns the minute
+    rows expired."""
     days = keep_minutes_days or settings.POOLWARDEN_DSN_MINUTE_DAYS
     now = timezone.now()
     cutoff = now - timedelta(days=days)
@@ -110,6 +113,7 @@ def roll_up_dsn_counts(keep_minutes_days: int | None = None) -> int:
     for model in (RoutingDaily, ScoreCount):
         model.objects.filter(day__lt=horizon).delete()
     listings.forget_sweeps(before=cutoff)
+    routed.forget_expired(now)
     return expired
 
 

@@ -6,6 +6,10 @@ DSNHourly, and DSNTotal per pool only) and RoutingDaily: they hold every hour (a
 the first, so charts over weeks and years read hours or days only, and the per-minute rows can
 simply expire (reputation.tasks.roll_up_dsn_counts). Spam scores are counted per day.
 
+Non-DSN messages' Message-ID hashes are collected too and written to the shared memory of
+routed messages (routing.routed) with each flush, which also decides then whether each kept
+DSN sample is about a message routed here (by any process, within the memory's hours).
+
 Nothing is written per message. A failed flush keeps the counts for the next one, within a
 bound: past MAX_PENDING_KEYS keys (a long database outage) the oldest minutes are merged into
 hours, which still add up exactly in the hourly and daily tables but are missing from the
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from routing import routed
 from routing.facts import Decision, MessageFacts
 from routing.models import (
     AddressCount,
@@ -57,7 +62,9 @@ def minute_of(now: datetime) -> datetime:
 
 
 SAMPLES_PER_FLUSH = 200  # DSN recipients kept as evidence per flush interval and process
-ROUTED_IDS_PER_GENERATION = 100_000  # Message-IDs remembered (two generations, ~10 MB)
+# Message-ID hashes waiting for the shared memory (~70 bytes each, ~14 MB): past this, while
+# it is unreachable for long, new ones are not remembered, and how many is logged.
+MAX_PENDING_ROUTED = 200_000
 # Pending keys before a failed flush merges the oldest minutes into hours, and before decisions
 # are dropped: a key takes 250-500 bytes, so at most ~150 MB. Ten seconds of ordinary traffic
 # make a few thousand keys; a day of 5,000 sources sending every minute, ~120,000 hour keys.
@@ -77,6 +84,7 @@ class Pending:
     addresses: Counter[tuple] = field(default_factory=Counter)  # (hour, source address)
     scores: Counter[tuple] = field(default_factory=Counter)  # (day, pool, score bin)
     samples: list[dict] = field(default_factory=list)
+    routed: set[int] = field(default_factory=set)  # Message-ID hashes of mail routed here
 
     def keys(self) -> int:
         return (
@@ -93,6 +101,7 @@ class Pending:
         for name in ("routing", "dsn", "routing_hours", "dsn_hours", "addresses", "scores"):
             getattr(self, name).update(getattr(other, name))
         self.samples = (self.samples + other.samples)[:SAMPLES_PER_FLUSH]
+        self.routed |= other.routed
 
     def merge_oldest_minutes(self, down_to: int) -> int:
         """Merge minute keys into hour keys, oldest first, until at most `down_to` keys are
@@ -115,8 +124,8 @@ class Pending:
 
 class Counters:
     """In-memory counts of one process, plus a bounded sample of DSNs kept as evidence for
-    spike causes, and the recent Message-IDs routed here (to tell backscatter: DSNs about
-    mail this service never sent)."""
+    spike causes, and the Message-IDs routed here, for the shared memory that tells
+    backscatter (DSNs about mail this service never sent)."""
 
     def __init__(
         self,
@@ -125,6 +134,7 @@ class Counters:
         *,
         max_keys: int = MAX_PENDING_KEYS,
         hard_max_keys: int = HARD_MAX_PENDING_KEYS,
+        memory: routed.RoutedMemory | None = None,
     ):
         self.clock = clock
         self.max_keys, self.hard_max_keys = max_keys, hard_max_keys
@@ -132,16 +142,18 @@ class Counters:
         self.counts = Pending()
         self.dsn_seen = 0  # DSN recipients since the last flush, for reservoir sampling
         self.random = random.Random(seed)
-        self.routed_ids: tuple[set[int], set[int]] = (set(), set())
+        self.memory = memory if memory is not None else routed.RoutedMemory()
         self.merging = False  # past max_keys since the last successful flush (warned)
         self.dropped = 0  # decisions not counted past hard_max_keys, not logged yet
+        self.routed_dropped = 0  # Message-IDs not remembered past MAX_PENDING_ROUTED
 
     def record(self, facts: MessageFacts, decision: Decision) -> None:
         minute = minute_of(self.clock())
         source = facts.source[:255]
+        digest = id_hash(facts.message_id) if facts.message_id and not facts.is_dsn else None
         with self.lock:
-            if not facts.is_dsn:
-                self.remember_routed(facts.message_id)
+            if digest is not None:
+                self.remember_routed(digest)
             if self.counts.keys() >= self.hard_max_keys:
                 self.dropped += 1
                 return
@@ -164,26 +176,19 @@ class Counters:
         for sample in dsn_samples(facts, decision, minute, source):
             self.keep_sample(sample)
 
-    def remember_routed(self, message_id: str) -> None:
-        if not message_id:
-            return
-        current, previous = self.routed_ids
-        if len(current) >= ROUTED_IDS_PER_GENERATION:
-            current, previous = set(), current
-            self.routed_ids = (current, previous)
-        current.add(id_hash(message_id))
-
-    def routed_here(self, message_id: str) -> bool | None:
-        """Whether a message with this Message-ID was routed by this process (None: no ID)."""
-        if not message_id:
-            return None
-        digest = id_hash(message_id)
-        return any(digest in generation for generation in self.routed_ids)
+    def remember_routed(self, digest: int) -> None:
+        pending = self.counts.routed
+        if len(pending) < MAX_PENDING_ROUTED or digest in pending:
+            pending.add(digest)
+        else:
+            self.routed_dropped += 1
 
     def keep_sample(self, sample: dict) -> None:
         # Reservoir sampling: every DSN recipient of the interval is equally likely to be kept.
         self.dsn_seen += 1
-        sample["routed_by_us"] = self.routed_here(sample.pop("original_message_id"))
+        # Whether it is about a message routed here is asked at flush time (judge_samples).
+        message_id = sample.pop("original_message_id")
+        sample["original_digest"] = id_hash(message_id) if message_id else None
         samples = self.counts.samples
         if len(samples) < SAMPLES_PER_FLUSH:
             samples.append(sample)
@@ -192,12 +197,13 @@ class Counters:
             if slot < SAMPLES_PER_FLUSH:
                 samples[slot] = sample
 
-    def drain(self) -> tuple[Pending, int]:
-        """What is pending, and how many decisions were dropped since the last drain."""
+    def drain(self) -> tuple[Pending, int, int]:
+        """What is pending, and how many decisions and Message-IDs were dropped since the last
+        drain."""
         with self.lock:
-            drained, dropped = self.counts, self.dropped
-            self.counts, self.dsn_seen, self.dropped = Pending(), 0, 0
-        return drained, dropped
+            drained, dropped, routed_dropped = self.counts, self.dropped, self.routed_dropped
+            self.counts, self.dsn_seen, self.dropped, self.routed_dropped = Pending(), 0, 0, 0
+        return drained, dropped, routed_dropped
 
     def restore(self, pending: Pending) -> None:
         """Take back counts a flush could not write. Merging, when they are too many, takes
@@ -231,18 +237,16 @@ class Counters:
             )
 
     def flush(self) -> int:
-        """Write the counts and samples; returns how many rows were written. On a database
-        error everything is kept for the next flush and the error is raised."""
-        pending, dropped = self.drain()
-        if dropped:
-            logger.warning(
-                "counters: %d decisions were not counted (more than %d keys waited for the "
-                "database)",
-                dropped,
-                self.hard_max_keys,
-            )
-        if not pending.keys() and not pending.samples:
+        """Write the counts and samples, then the Message-IDs routed here; returns how many
+        rows (and Message-IDs) were written. On a database error everything is kept for the
+        next flush and the error is raised; Message-IDs the shared memory did not take are
+        kept for the next flush, with a warning."""
+        pending, dropped, routed_dropped = self.drain()
+        self.warn_dropped(dropped, routed_dropped)
+        if not pending.keys() and not pending.samples and not pending.routed:
             return 0
+        now = self.clock()
+        self.judge_samples(pending, now)
         try:
             with transaction.atomic():
                 write(pending)
@@ -251,7 +255,46 @@ class Counters:
             raise
         with self.lock:
             self.merging = False
-        return pending.keys() + len(pending.samples)
+        return pending.keys() + len(pending.samples) + self.save_routed(pending.routed, now)
+
+    def judge_samples(self, pending: Pending, now: datetime) -> None:
+        """Decide each new sample's routed_by_us: is its original Message-ID in the shared
+        memory, or among this process's messages not written there yet?"""
+        new = [s for s in pending.samples if "original_digest" in s]
+        digests = {s["original_digest"] for s in new} - {None}
+        known = self.memory.known(digests, now) | (digests & pending.routed) if digests else set()
+        for sample in new:
+            digest = sample.pop("original_digest")
+            sample["routed_by_us"] = None if digest is None else digest in known
+
+    def save_routed(self, digests: set[int], now: datetime) -> int:
+        """Write `digests` to the shared memory; returns how many, 0 when it failed (they are
+        then kept for the next flush)."""
+        if not digests:
+            return 0
+        try:
+            self.memory.remember(digests, now)
+        except routed.Unavailable as exc:
+            logger.warning("counters: routed Message-IDs kept for the next flush: %s", exc)
+            self.restore(Pending(routed=digests))
+            return 0
+        return len(digests)
+
+    def warn_dropped(self, dropped: int, routed_dropped: int) -> None:
+        if dropped:
+            logger.warning(
+                "counters: %d decisions were not counted (more than %d keys waited for the "
+                "database)",
+                dropped,
+                self.hard_max_keys,
+            )
+        if routed_dropped:
+            logger.warning(
+                "counters: %d Message-IDs were not remembered (more than %d waited for the "
+                "shared memory of routed messages)",
+                routed_dropped,
+                MAX_PENDING_ROUTED,
+            )
 
 
 def write(pending: Pending) -> None:
@@ -303,13 +346,16 @@ def dsn_samples(facts: MessageFacts, decision: Decision, minute, source: str) ->
         "original_message_id": report.original_message_id if report else "",
     }
     if not report or not report.recipients:
-        return [base | {"original_recipient": "", "status": "", "diagnostic": ""}]
+        return [
+            base | {"original_recipient": "", "status": "", "diagnostic": "", "refined_class": ""}
+        ]
     return [
         base
         | {
             "original_recipient": r.final_recipient[:255],
             "status": r.status[:16],
             "diagnostic": r.diagnostic[:500],
+            "refined_class": r.refined_class[:16],
         }
         for r in report.recipients[:20]
     ]
@@ -321,9 +367,15 @@ def dsn_keys(facts: MessageFacts, decision: Decision, minute, source: str) -> li
     mta = (report.reporting_mta if report else "")[:255]
     base = (minute, decision.pool, source, recipient_domain)
     if not report or not report.recipients:
-        return [(*base, "", "", mta)]
+        return [(*base, "", "", mta, "")]
     return [
-        (*base, r.final_recipient.rpartition("@")[2][:255], r.status[:16], mta)
+        (
+            *base,
+            r.final_recipient.rpartition("@")[2][:255],
+            r.status[:16],
+            mta,
+            r.refined_class[:16],
+        )
         for r in report.recipients
     ]
 

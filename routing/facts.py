@@ -89,7 +89,12 @@ def decision_json(facts: MessageFacts, decision: Decision) -> dict:
             "reporting_mta": facts.dsn.reporting_mta,
             "original_message_id": facts.dsn.original_message_id,
             "recipients": [
-                {"final_recipient": r.final_recipient, "action": r.action, "status": r.status}
+                {
+                    "final_recipient": r.final_recipient,
+                    "action": r.action,
+                    "status": r.status,
+                    "refined_class": r.refined_class,
+                }
                 for r in facts.dsn.recipients
             ],
         }

@@ -447,11 +447,25 @@ class SettingChange(models.Model):
         return f"{self.username}: {self.get_action_display().lower()} {what}"
 
 
+REFINED_CLASS_HELP = (
+    "What the failure means, read from the report: unknown-user, mailbox-full, blocked, "
+    "rate-limited, spam or other (empty: no report)."
+)
+
+
 class DSNDimensions(models.Model):
     """The dimensions DSNs are counted by; DSNCount adds the minute, and the hourly roll-up
     (reputation.DSNHourly) the hour."""
 
-    KEY = ("pool", "source", "recipient_domain", "original_domain", "status", "reporting_mta")
+    KEY = (
+        "pool",
+        "source",
+        "recipient_domain",
+        "original_domain",
+        "status",
+        "reporting_mta",
+        "refined_class",
+    )
 
     pool = models.CharField(max_length=64)
     source = models.CharField(max_length=255, blank=True)
@@ -459,6 +473,7 @@ class DSNDimensions(models.Model):
     original_domain = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, blank=True)
     reporting_mta = models.CharField(max_length=255, blank=True)
+    refined_class = models.CharField(max_length=16, blank=True, help_text=REFINED_CLASS_HELP)
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
@@ -467,7 +482,7 @@ class DSNDimensions(models.Model):
 
 class DSNCount(DSNDimensions):
     """DSNs per minute, pool, emitting source, recipient domain, original-recipient domain,
-    status and reporting MTA (flushed in batches)."""
+    status, reporting MTA and refined class (flushed in batches)."""
 
     minute = models.DateTimeField()
 
@@ -494,6 +509,7 @@ class DSNSample(models.Model):
     status = models.CharField(max_length=16, blank=True)
     diagnostic = models.CharField(max_length=500, blank=True)
     reporting_mta = models.CharField(max_length=255, blank=True)
+    refined_class = models.CharField(max_length=16, blank=True, help_text=REFINED_CLASS_HELP)
     routed_by_us = models.BooleanField(
         null=True, help_text="The bounced message's Message-ID was routed here (None: no ID)."
     )
@@ -503,3 +519,20 @@ class DSNSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.original_recipient} {self.status}"
+
+
+class RoutedMessage(models.Model):
+    """A Message-ID routed here lately (routing.routed, when the cache is not Redis): DSNs
+    about a message never routed here are backscatter evidence. Only the hash is kept."""
+
+    # The key itself, no surrogate id: one index less per remembered message.
+    digest = models.BigIntegerField(
+        primary_key=True, help_text="64-bit BLAKE2b of the normalized Message-ID, signed."
+    )
+    hour = models.DateTimeField(db_index=True, help_text="When it was routed, to the hour.")
+
+    class Meta:
+        verbose_name = "routed message"
+
+    def __str__(self) -> str:
+        return f"{self.digest:016x} {self.hour:%Y-%m-%d %H:00}"

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
-from django.conf import settings
 from django.db import Error, connections
 from django.db.utils import load_backend
 from django.utils import timezone
+
+from config.shared_redis import SharedRedis, shared_redis
 
 TIMEOUT = 1.0  # each call: connect, socket and statement timeouts
 # Holders nobody has heard of for this long are forgotten. Redis: a zone's hash when none of
@@ -29,7 +30,6 @@ TIMEOUT = 1.0  # each call: connect, socket and statement timeouts
 # minute of the writer's wall clock: hosts' clocks may differ by less).
 FORGET_REDIS = 10.0
 FORGET_DATABASE = 60.0
-REDIS_SCHEMES = ("redis://", "rediss://")
 
 Limits = tuple[int, float]  # (max_in_flight, max_qps) as the catalogue says; 0 is no limit
 
@@ -68,10 +68,9 @@ class Backend(Protocol):
 
 def default_backend() -> Backend:
     """Redis when the default cache is Redis (CACHE_URL=redis://…), else the database."""
-    cache = settings.CACHES.get("default", {})
-    location = cache.get("LOCATION")
-    if isinstance(location, str) and location.startswith(REDIS_SCHEMES):
-        return RedisBackend(location, prefix=cache.get("KEY_PREFIX") or "")
+    shared = shared_redis()
+    if shared is not None:
+        return RedisBackend(shared.url, prefix=shared.prefix)
     return DatabaseBackend()
 
 
@@ -125,11 +124,10 @@ class RedisBackend:
     def __init__(
         self, url: str, *, prefix: str = "", timeout: float = TIMEOUT, forget: float = FORGET_REDIS
     ):
+        shared = SharedRedis(url, prefix)
         self.errors = (redis.RedisError, OSError)
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
-        self.prefix = f"{prefix}:pw:{{shares}}" if prefix else "pw:{shares}"
+        self.client = shared.client(timeout)
+        self.prefix = shared.key("pw:{shares}")
         self.forget_ms = int(forget * 1000)
         self._join = self.client.register_script(JOIN_LUA)
         self._refresh = self.client.register_script(REFRESH_LUA)

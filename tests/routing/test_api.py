@@ -142,6 +142,16 @@ def test_null_sender_is_a_dsn(client, token):
     assert (body["pool"], body["reasons"], body["is_dsn"]) == ("high-risk", ["dsn"], True)
 
 
+def test_a_delivery_report_gives_each_recipient_its_status_and_refined_class(client, token):
+    from tests.support import DSN_SAMPLES
+
+    message = (DSN_SAMPLES / "postfix-bounce-user-unknown.eml").read_text()
+    body = post(client, {"mail_from": "", "rcpt_to": ["a@both.test"], "message": message}, token)
+    recipient = body.json()["dsn"]["recipients"][0]
+    assert set(recipient) == {"final_recipient", "action", "status", "refined_class"}
+    assert (recipient["status"], recipient["refined_class"]) == ("5.1.1", "unknown-user")
+
+
 def test_threshold_change_in_the_policy_applies_to_the_next_request(client, token):
     assert post(client, {"mail_from": "a@both.test", "spam_score": 3}, token).json()["pool"] == (
         "normal"

@@ -36,9 +36,9 @@ DSN_FACTS = MessageFacts(
     dsn=DSNReport(
         "mx.example.net",
         (
-            DSNRecipient("a@far.example", "failed", "5.1.1"),
-            DSNRecipient("b@far.example", "failed", "5.1.1"),
-            DSNRecipient("c@other.example", "failed", "5.7.1"),
+            DSNRecipient("a@far.example", "failed", "5.1.1", refined_class="unknown-user"),
+            DSNRecipient("b@far.example", "failed", "5.1.1", refined_class="unknown-user"),
+            DSNRecipient("c@other.example", "failed", "5.7.1", refined_class="blocked"),
         ),
     ),
 )
@@ -72,18 +72,51 @@ def test_flushes_from_several_processes_add_up():
     assert RoutingCount.objects.get().count == 3
 
 
-def test_dsns_are_counted_per_original_recipient_domain_and_status():
+def test_dsns_are_counted_per_original_recipient_domain_status_and_refined_class():
+    from reputation.models import DSNHourly
+
     counters = Counters(Clock(T0))
     counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
     counters.flush()
-    rows = {
-        (r.source, r.recipient_domain, r.original_domain, r.status, r.reporting_mta): r.count
-        for r in DSNCount.objects.all()
-    }
-    assert rows == {
-        ("sasl:customer1", "customer.example", "far.example", "5.1.1", "mx.example.net"): 2,
-        ("sasl:customer1", "customer.example", "other.example", "5.7.1", "mx.example.net"): 1,
-    }
+    for model in (DSNCount, DSNHourly):
+        rows = {
+            (r.source, r.recipient_domain, r.original_domain, r.status, r.reporting_mta): (
+                r.refined_class,
+                r.count,
+            )
+            for r in model.objects.all()
+        }
+        assert rows == {
+            ("sasl:customer1", "customer.example", "far.example", "5.1.1", "mx.example.net"): (
+                "unknown-user",
+                2,
+            ),
+            ("sasl:customer1", "customer.example", "other.example", "5.7.1", "mx.example.net"): (
+                "blocked",
+                1,
+            ),
+        }
+
+
+def test_the_same_status_with_another_refined_class_is_counted_apart():
+    """A 5.7.1 that a diagnostic calls spam and one it calls blocked are two DSN rows."""
+    facts = MessageFacts(
+        mail_from="",
+        is_dsn=True,
+        dsn=DSNReport(
+            "mx.example.net",
+            (
+                DSNRecipient("a@far.example", "failed", "5.7.1", refined_class="spam"),
+                DSNRecipient("b@far.example", "failed", "5.7.1", refined_class="blocked"),
+                DSNRecipient("c@far.example", "failed", "5.7.1", refined_class="blocked"),
+            ),
+        ),
+    )
+    counters = Counters(Clock(T0))
+    counters.record(facts, decision("high-risk", ("dsn",)))
+    counters.flush()
+    counts = dict(DSNCount.objects.values_list("refined_class", "count"))
+    assert counts == {"spam": 1, "blocked": 2}
 
 
 def test_a_failed_flush_keeps_the_counts_for_the_next_one():
@@ -111,10 +144,10 @@ def test_dsn_recipients_are_sampled_with_their_evidence():
     counters.record(DSN_FACTS, decision("high-risk", ("dsn",)))
     counters.flush()
     samples = list(DSNSample.objects.order_by("original_recipient"))
-    assert [(s.original_recipient, s.status, s.recipient) for s in samples] == [
-        ("a@far.example", "5.1.1", "alice@customer.example"),
-        ("b@far.example", "5.1.1", "alice@customer.example"),
-        ("c@other.example", "5.7.1", "alice@customer.example"),
+    assert [(s.original_recipient, s.status, s.refined_class, s.recipient) for s in samples] == [
+        ("a@far.example", "5.1.1", "unknown-user", "alice@customer.example"),
+        ("b@far.example", "5.1.1", "unknown-user", "alice@customer.example"),
+        ("c@other.example", "5.7.1", "blocked", "alice@customer.example"),
     ]
     assert samples[0].routed_by_us is None  # the DSN named no original Message-ID
 

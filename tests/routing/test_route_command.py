@@ -46,6 +46,7 @@ def test_real_postfix_bounce_from_null_sender(dns_site):
     assert (data["pool"], data["is_dsn"]) == ("high-risk", True)
     assert data["dsn_signals"] == ["null-sender", "multipart-report"]
     assert data["dsn"]["recipients"][0]["status"].startswith("5.")
+    assert data["dsn"]["recipients"][0]["refined_class"] == "unknown-user"
 
 
 def test_spam_score_flag(dns_site):

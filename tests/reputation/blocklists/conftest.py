@@ -10,13 +10,14 @@ import pytest
 from django.conf import settings
 from django.db.utils import load_backend
 
-from reputation.blocklists.holders import REDIS_SCHEMES, DatabaseBackend, RedisBackend
+from config.shared_redis import shared_redis
+from reputation.blocklists.holders import DatabaseBackend, RedisBackend
 
 
 def session_redis() -> str | None:
     """The session's Redis URL when its cache is Redis (CACHE_URL=redis://…), else None."""
-    location = settings.CACHES["default"].get("LOCATION")
-    return location if isinstance(location, str) and location.startswith(REDIS_SCHEMES) else None
+    shared = shared_redis()
+    return shared.url if shared else None
 
 
 # The database backend in every run, and Redis too when the session's cache is Redis (CI's

@@ -17,12 +17,8 @@ import time
 
 import pytest
 
-from reputation.blocklists.holders import (
-    REDIS_SCHEMES,
-    DatabaseBackend,
-    RedisBackend,
-    Unavailable,
-)
+from config.shared_redis import REDIS_SCHEMES
+from reputation.blocklists.holders import DatabaseBackend, RedisBackend, Unavailable
 from reputation.blocklists.shares import PERIOD, TTL, WAIT, Grant, ZoneShares, shares_for
 from tests.reputation.blocklists.conftest import BACKENDS, session_redis
 from tests.support import REPO, free_port

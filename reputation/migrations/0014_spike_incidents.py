@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reputation", "0012_zone_holders"),
+        ("reputation", "0013_dsnhourly_refined_class"),
     ]
 
     operations = [
