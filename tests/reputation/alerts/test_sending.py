@@ -99,7 +99,7 @@ def test_webhook_body_follows_the_schema_and_is_signed(catalogue, hook):
     keys = {
         "id", "kind", "severity", "subject", "pool", "address", "zone", "codes", "meanings",
         "reason", "delist_url", "pool_sent_24h", "address_sent_24h", "details", "dashboard_url",
-        "created",
+        "created", "spike",
     }  # fmt: skip
     assert all(set(e) == keys for e in document["events"])
     listed = {e["address"] for e in document["events"] if e["kind"] == "listing-opened"}
@@ -257,6 +257,47 @@ def test_spikes_alert_when_they_open_and_close(hook):
     assert closed["kind"] == "spike-closed"
     run()
     assert len(hook.requests) == 2
+
+
+def test_an_incident_is_one_alert_with_its_series_and_top_keys(hook, smtp):
+    """However many series moved, one incident is one event: the webhook gets the cause,
+    confidence, peak, baseline, lead, series and top keys as fields; the mail names the lead
+    and the other series."""
+    webhook(hook)
+    Channel.objects.create(name="ops", kind="email", config={"to": ["ops@example.org"]})
+    Channel.objects.filter(name="ops").update(digest_seconds=0)
+    series = [
+        {"dimension": "source", "value": "mx.c.example", "peak": 300, "baseline": 2.0},
+        {"dimension": "original_domain", "value": "c.example", "peak": 290, "baseline": 1.0},
+        {"dimension": "pool", "value": "risky", "peak": 400, "baseline": 90.0},
+    ] + [
+        {"dimension": "status", "value": f"5.1.{i}", "peak": 30, "baseline": 1.0} for i in range(30)
+    ]
+    Spike.objects.create(
+        dimension="source", value="mx.c.example", started=timezone.now(), peak=300,
+        baseline=2.0, cause="directory-harvest", confidence=0.9, series=series,
+        evidence={"summary": ["98% unknown users"], "top_sources": [["mx.c.example", 300]],
+                  "top_statuses": [["5.1.1", 296], ["5.2.2", 4]]},
+    )  # fmt: skip
+    run()
+    [request] = hook.requests
+    [event] = request.json()["events"]
+    incident = event["spike"]
+    assert (incident["cause"], incident["confidence"], incident["peak"]) == (
+        "directory-harvest",
+        0.9,
+        300,
+    )
+    assert incident["lead"] == {"dimension": "source", "value": "mx.c.example"}
+    assert len(incident["series"]) == 20 and incident["series_count"] == 33
+    assert incident["dimensions"] == ["original_domain", "pool", "source", "status"]
+    assert incident["top_statuses"] == [["5.1.1", 296], ["5.2.2", 4]]
+    assert event["pool"] == "risky"
+    assert "and 32 related series" in event["subject"]
+    [mail] = smtp.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "series involved: source mx.c.example, original_domain c.example" in text
+    assert "and 25 more" in text
 
 
 def test_spike_severity_follows_size_and_cause():

@@ -29,6 +29,7 @@ def background(days: int = 14, per_window: int = 8, source: str = "mx.customer.e
                     source=source,
                     recipient_domain="example.com",
                     original_domain="example.org",
+                    reporting_mta=source,
                     status="5.2.2",
                     count=per_window // 5 or 1,
                 )
@@ -43,6 +44,7 @@ def burst(
     status="5.1.1",
     source="mx.customer.example",
     recipient="example.com",
+    original="example.org",
 ) -> None:
     """`count` DSNs spread over the 10 minutes before `at`."""
     for minute in range(10):
@@ -53,7 +55,7 @@ def burst(
                 pool="high-risk",
                 source=source,
                 recipient_domain=recipient,
-                original_domain="example.org",
+                original_domain=original,
                 status=status,
                 reporting_mta=source,
                 count=n,
@@ -73,7 +75,7 @@ def test_one_incident_opens_once_follows_and_closes_when_quiet():
     burst(120, NOW)
     first = detect(NOW)
     assert len(first.opened) == 1  # every series that moved, in one incident
-    spike = first.opened[0]
+    spike = Spike.objects.get(pk=first.opened[0].pk)
     involved = {(item["dimension"], item["value"]) for item in spike.series}
     assert involved >= {("all", ""), ("status", "5.1.1"), ("source", "mx.customer.example")}
     assert (spike.dimension, spike.value) == ("source", "mx.customer.example")  # the lead
@@ -94,8 +96,10 @@ def test_one_incident_opens_once_follows_and_closes_when_quiet():
 
 def test_two_campaigns_at_once_are_two_incidents():
     background()
-    burst(120, NOW, status="5.1.1", source="mx.a.example", recipient="a-senders.example")
-    burst(90, NOW, status="5.7.1", source="mx.b.example", recipient="b-senders.example")
+    burst(120, NOW, source="mx.a.example", recipient="a-senders.example", original="a.example")
+    burst(
+        90, NOW, status="5.7.1", source="mx.b.example", recipient="b.example", original="x.example"
+    )
     run = detect(NOW)
     leads = sorted((s.dimension, s.value) for s in run.opened)
     assert len(leads) == 2, leads
@@ -133,6 +137,9 @@ def weekly(level_on_weekday: int, level_elsewhere: int) -> None:
                     minute=NOW - timedelta(days=d, minutes=shift + 1),
                     pool="high-risk",
                     source="mx.customer.example",
+                    recipient_domain="example.com",
+                    original_domain="example.org",
+                    reporting_mta="mx.customer.example",
                     status="5.2.2",
                     count=level // 3,
                 )

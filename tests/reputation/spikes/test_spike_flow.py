@@ -33,12 +33,15 @@ def test_dsns_routed_by_the_engine_open_a_spike_with_its_cause(engine):
         assert decision.pool == "high-risk" and "dsn" in decision.reasons
     engine.counters.flush()
     result = detect_spikes.apply().get()
-    assert result["opened"] >= 1
-    spike = Spike.objects.get(dimension="all")
+    assert result["opened"] == 1  # one incident, however many series moved
+    spike = Spike.objects.get()
+    assert (spike.dimension, spike.value) == ("source", "mx.customer.test")
     assert spike.peak == 60 and spike.ended is None
     assert spike.cause == "directory-harvest"
     assert spike.evidence["top_sources"] == [["mx.customer.test", 60]]
-    assert Spike.objects.filter(dimension="source", value="mx.customer.test").exists()
+    assert spike.evidence["top_refined_classes"] == [["unknown-user", 60]]
+    involved = {(item["dimension"], item["value"]) for item in spike.series}
+    assert {("all", ""), ("status", "5.1.1"), ("original_domain", "example.org")} <= involved
 
 
 def test_roll_up_expires_old_minutes_and_the_hours_keep_the_totals():
