@@ -1,7 +1,12 @@
 """DSN spike detection: its accuracy on a synthetic world, and its cost at volume on
 PostgreSQL, printed beside the issue's targets.
 
-    .venv/bin/python bench/spikes.py [--only accuracy|cost] [--seeds 2] [--domains 1000] [--days 30]
+    .venv/bin/python bench/spikes.py [--only parse|accuracy|cost] [--seeds 2]
+                                     [--domains 1000] [--days 30]
+
+**Parsing**: every bounce under tests/routing/samples/dsn/ read and parsed (`routing.dsn`:
+detection, recipients, statuses, refined classes) over and over for 3 s, beside flufl.bounce
+(Mailman's bounce scanner, recipients only) interleaved in the same run: messages per second.
 
 **Accuracy** (no database; bench/spike_world.py): eleven weeks of DSNs from 60 customers with
 a daily and weekly rhythm (Mondays 08-10 at twice a weekday) and day-to-day noise; the first
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import math
 import os
 import random
@@ -161,6 +167,51 @@ def load_burst(total: int = 50_000) -> int:
             c.write(lines)
         cursor.execute("ANALYZE routing_dsncount")
     return len(counts)
+
+
+def parsing(seconds: float = 3.0) -> None:
+    import email
+    import email.policy
+
+    from routing.dsn import is_delivery_report, parse_report
+
+    raws = [f.read_bytes() for f in sorted((REPO / "tests/routing/samples/dsn").glob("*.eml"))]
+
+    def ours(raw: bytes) -> object:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        return is_delivery_report(msg) and parse_report(msg)[0]
+
+    try:
+        from flufl.bounce import scan_message
+    except ImportError:
+        scan_message = None
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)  # it logs every detector
+
+    def peer(raw: bytes) -> object:
+        return scan_message(email.message_from_bytes(raw))
+
+    totals = {"Poolwarden routing.dsn": [0, 0.0], "flufl.bounce (peer)": [0, 0.0]}
+    runners = {
+        "Poolwarden routing.dsn": ours,
+        "flufl.bounce (peer)": peer if scan_message else None,
+    }
+    for _ in range(6):  # interleaved rounds
+        for name, run in runners.items():
+            if run is None:
+                continue
+            began = time.perf_counter()
+            while time.perf_counter() - began < seconds / 6:
+                for raw in raws:
+                    run(raw)
+                totals[name][0] += len(raws)
+            totals[name][1] += time.perf_counter() - began
+    for name, (count, spent) in totals.items():
+        rate = (
+            f"{count / spent:8.0f} messages/s"
+            if spent
+            else "  (not installed: pip install flufl.bounce)"
+        )
+        print(f"{'parsing ' + str(len(raws)) + ' bounces, ' + name:<45} {rate}")
 
 
 def accuracy(seeds: int) -> None:
@@ -317,18 +368,21 @@ def cost(domains: int, days: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("accuracy", "cost"))
+    parser.add_argument("--only", choices=("parse", "accuracy", "cost"))
     parser.add_argument("--seeds", type=int, default=2, help="synthetic worlds (accuracy)")
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, {os.cpu_count()} CPUs")
-    if args.only != "cost":
+    if args.only in (None, "parse", "accuracy"):
         import django
 
         django.setup()
+    if args.only in (None, "parse"):
+        parsing()
+    if args.only in (None, "accuracy"):
         accuracy(args.seeds)
-    if args.only != "accuracy":
+    if args.only in (None, "cost"):
         cost(args.domains, args.days)
 
 

@@ -89,9 +89,11 @@ def parse_report(msg: Message) -> tuple[DSNReport | None, list[str]]:
 
 
 def _parse(msg: Message, problems: list[str]) -> DSNReport | None:
-    if not is_delivery_report(msg):
-        _note(problems, "not a multipart/report of type delivery-status")
     found = _find_report(msg)
+    media, params = _media_type(msg)
+    top = media == REPORT and params.get("report-type", "").lower() in REPORT_TYPES
+    if found is None and not top:  # as is_delivery_report() decides, with one search
+        _note(problems, "not a multipart/report of type delivery-status")
     if found is None:
         _note(problems, "delivery-status part missing")
         return None
@@ -145,7 +147,19 @@ def _raw_header(part: Message, name: str) -> str:
 
 
 def _media_type(part: Message) -> tuple[str, dict[str, str]]:
-    """(type/subtype lowercased, parameters) of `part`; text/plain when missing or invalid."""
+    """(type/subtype lowercased, parameters) of `part`; text/plain when missing or invalid.
+    Kept on the part: a report is searched for more than once."""
+    known = getattr(part, "_pw_media_type", None)
+    if known is None:
+        known = _read_media_type(part)
+        try:
+            part._pw_media_type = known
+        except AttributeError:  # not a Message (hostile or odd payloads)
+            pass
+    return known
+
+
+def _read_media_type(part: Message) -> tuple[str, dict[str, str]]:
     value = _raw_header(part, "content-type")
     media = value.split(";", 1)[0].strip().lower()
     if media.count("/") != 1:  # RFC 2045 5.2: an unusable Content-Type means text/plain
