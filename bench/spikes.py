@@ -160,6 +160,24 @@ def load_burst(total: int = 50_000) -> int:
         for (at, source, original, status), n in counts.items()
     )
     columns = "minute, pool, source, recipient_domain, original_domain, status, reporting_mta"
+    # As the engine keeps them: at most 200 DSN recipients per flush (here per minute).
+    from routing.models import DSNSample
+
+    DSNSample.objects.bulk_create(
+        DSNSample(
+            minute=NOW - timedelta(minutes=1 + i // 200),
+            pool="high-risk",
+            source=f"mx{rng.randrange(400)}.customer.example",
+            recipient=f"forged{i}@victim.example",
+            original_recipient=f"user{rng.randrange(10**6)}@c{rng.randrange(2000)}.example",
+            status="5.1.1",
+            diagnostic="550 5.1.1 User unknown",
+            reporting_mta="mx.customer.example",
+            routed_by_us=False,
+            refined_class="unknown-user",
+        )
+        for i in range(2000)
+    )
     with connection.cursor() as cursor:
         with cursor.copy(
             f"COPY routing_dsncount ({columns}, refined_class, count) FROM STDIN"

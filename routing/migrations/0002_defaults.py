@@ -39,6 +39,7 @@ def create_defaults(apps, schema_editor):
     if Pool.objects.exists():
         return
     for spec in DEFAULT_POOLS:
+        spec = dict(spec)  # the module's list stays whole: migrate may run twice in a process
         ranges = spec.pop("ranges")
         pool = Pool.objects.create(**spec)
         for cidr in ranges:
