@@ -46,15 +46,6 @@ EPOCH = datetime(2026, 1, 5)  # a Monday
 CUSTOMERS = 60
 REMOTES = [f"remote{i}.example" for i in range(39)] + ["outlook.example"]
 RELAY = "relay.our.example"
-ROW_FIELDS = (
-    "pool",
-    "source",
-    "recipient_domain",
-    "original_domain",
-    "status",
-    "reporting_mta",
-    "refined_class",
-)
 STATUS_CLASS = {
     "5.1.1": "unknown-user",
     "5.2.2": "mailbox-full",

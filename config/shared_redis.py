@@ -5,6 +5,8 @@ beside the cache, under the cache's key prefix (tests give each run and worker t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -36,3 +38,17 @@ def shared_redis() -> SharedRedis | None:
     if isinstance(location, str) and location.startswith(REDIS_SCHEMES):
         return SharedRedis(location, cache.get("KEY_PREFIX") or "")
     return None
+
+
+class Unavailable(Exception):
+    """The shared store (Redis, or the database standing in for it) could not be reached or
+    failed: callers fall back (see reputation/blocklists/shares.py, routing/routed.py)."""
+
+
+@contextmanager
+def unavailable_on(*errors: type[Exception]) -> Iterator[None]:
+    """Turn `errors` raised inside into `Unavailable`."""
+    try:
+        yield
+    except errors as exc:
+        raise Unavailable(f"{type(exc).__name__}: {exc}") from exc

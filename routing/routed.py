@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -32,7 +31,7 @@ import redis
 from django.conf import settings
 from django.db import Error
 
-from config.shared_redis import SharedRedis, shared_redis
+from config.shared_redis import SharedRedis, Unavailable, shared_redis, unavailable_on
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +39,6 @@ TIMEOUT = 1.0  # each Redis call: connect and command
 BATCH = 5000  # hashes per INSERT or SADD
 RECENT_IDS = 50_000  # this process's own recent messages, the fallback (~5 MB)
 NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-class Unavailable(Exception):
-    """The shared store could not be reached or failed."""
 
 
 class Store(Protocol):
@@ -156,14 +151,6 @@ def forget_expired(now: datetime, hours: int | None = None) -> int:
 
     cutoff = hour_of(now) - timedelta(hours=memory_hours(hours))
     return RoutedMessage.objects.filter(hour__lt=cutoff).delete()[0]
-
-
-@contextmanager
-def unavailable_on(*errors: type[Exception]) -> Iterator[None]:
-    try:
-        yield
-    except errors as exc:
-        raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 class RoutedMemory:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,7 +22,7 @@ from django.db import Error, connections
 from django.db.utils import load_backend
 from django.utils import timezone
 
-from config.shared_redis import SharedRedis, shared_redis
+from config.shared_redis import SharedRedis, Unavailable, shared_redis, unavailable_on
 
 TIMEOUT = 1.0  # each call: connect, socket and statement timeouts
 # Holders nobody has heard of for this long are forgotten. Redis: a zone's hash when none of
@@ -43,10 +43,6 @@ class Row:
     beat: int
     in_flight: int
     qps: float
-
-
-class Unavailable(Exception):
-    """The backend could not be reached or failed: the shares fall back (see shares.py)."""
 
 
 class Backend(Protocol):
@@ -72,14 +68,6 @@ def default_backend() -> Backend:
     if shared is not None:
         return RedisBackend(shared.url, prefix=shared.prefix)
     return DatabaseBackend()
-
-
-@contextmanager
-def unavailable_on(*errors: type[Exception]) -> Iterator[None]:
-    try:
-        yield
-    except errors as exc:
-        raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 # KEYS: the join counter, then one hash per zone; ARGV: holder, beat, expiry (ms), then
