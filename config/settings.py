@@ -108,7 +108,6 @@ STATICFILES_DIRS = [BASE_DIR / "reputation" / "dashboard" / "static"]  # the das
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "reputation.dashboard.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
 ]
 WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
 if DEBUG:  # whitenoise warns when it is missing

@@ -54,7 +54,7 @@ def test_viewer_sees_the_dashboard_with_every_chart(client, viewer, listed):
     assert "192.0.2.1" in page and "zen.test" in page
     for name in CHARTS:
         assert f'id="pw-figure-{name}"' in page
-    assert "plotly/plotly.min.js" in page
+    assert "plotly/plotly-cartesian.min.js" in page
 
 
 @pytest.mark.parametrize("name", list(CHARTS))
@@ -119,11 +119,9 @@ def test_detail_pages_render_for_a_viewer(client, viewer, listed):
     assert client.get("/admin/dashboard/spike/999999/").status_code == 404
 
 
-def test_plotly_is_served_from_the_package(client):
-    """plotly.js comes from the installed plotly package, not a CDN."""
-    from reputation.dashboard.staticfinder import package_data
-
-    response = client.get("/static/plotly/plotly.min.js")
+def test_plotly_is_the_vendored_partial_bundle(client):
+    """plotly.js is the cartesian partial bundle kept in the repository, served locally."""
+    response = client.get("/static/plotly/plotly-cartesian.min.js")
     assert response.status_code == 200
-    body = b"".join(response.streaming_content)
-    assert body == (package_data() / "plotly.min.js").read_bytes()
+    head = b"".join(response.streaming_content)[:300]
+    assert b"plotly.js" in head and b"v4.1.1" in head
