@@ -417,6 +417,10 @@ def spike_rows(specs: list[SpikeSpec], dice: Dice) -> Iterator:
             created,
             spike.ended or created,
             created + MINUTE,
+            [  # the lead series alone
+                {"dimension": spike.dimension, "value": spike.value, "count": spike.peak}
+                | {"baseline": spike.baseline, "threshold": spike.baseline * 3, "peak": spike.peak}
+            ],
         )
 
 
@@ -627,6 +631,7 @@ def load_dsns(expected: dict, spikes: list[SpikeSpec], dice: Dice) -> None:
     print(f"  {'  = DSNs':<44} {sum(counts.values()):>10,}")
     columns = ("dimension", "value", "started", "ended", "peak", "baseline", "last_count")
     columns += ("calm_since", "cause", "confidence", "evidence", "created", "updated", "processed")
+    columns += ("series",)
     step("Spike", "reputation_spike", columns, spike_rows(spikes, dice))
 
 
