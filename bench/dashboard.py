@@ -146,9 +146,11 @@ def setup_database(sqlite: bool) -> None:
 
 
 def insert(table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
-    """Write rows fast: COPY on PostgreSQL, executemany in one transaction on SQLite."""
+    """Write rows fast: COPY on PostgreSQL, executemany in one transaction on SQLite. Fields
+    not in `columns` get their model default (Django's defaults are not the database's)."""
     from django.db import connection, transaction
 
+    columns, rows = with_defaults(table, columns, rows)
     count = 0
     if connection.vendor == "postgresql":
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
@@ -170,6 +172,23 @@ def insert(table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
         connection.ensure_connection()
         connection.connection.executemany(sql, adapted())
     return count
+
+
+def with_defaults(
+    table: str, columns: tuple[str, ...], rows: Iterable[tuple]
+) -> tuple[tuple[str, ...], Iterable[tuple]]:
+    from django.apps import apps
+
+    model = next(m for m in apps.get_models() if m._meta.db_table == table)
+    missing = [
+        f
+        for f in model._meta.concrete_fields
+        if f.column not in columns and not f.primary_key and f.has_default()
+    ]
+    if not missing:
+        return columns, rows
+    extra = tuple(f.get_default() for f in missing)
+    return (*columns, *(f.column for f in missing)), (row + extra for row in rows)
 
 
 def _sqlite(value: object, adapt) -> object:
@@ -495,7 +514,7 @@ def checkrun_rows(zones: list[str], open_listings: int, dice: Dice) -> Iterator:
         trigger = "command" if dice.random() < 0.01 else "schedule"
         finished = started + timedelta(seconds=seconds)
         head = (trigger, "", [], started, finished, 4, 4, 1024, queries, listed)
-        yield (*head, queries - listed - unknown, unknown, 0, errors, {})
+        yield (*head, queries - listed - unknown, unknown, 0, errors, {}, {}, {})
 
 
 def setting_rows(blocklists: dict[str, int], dice: Dice) -> Iterator:
@@ -641,7 +660,7 @@ def load_blocklists(blocklists: dict[str, int], listings: list[ListingSpec], dic
     open_now = [x for x in listings if x.closed is None]
     columns = ("trigger", "pool", "zones", "started", "finished", "chunks", "chunks_done")
     columns += ("addresses", "queries", "listed", "clean", "unknown", "deferred", "errors")
-    columns += ("misbehaving",)
+    columns += ("misbehaving", "skipped", "swept")
     rows = checkrun_rows(list(blocklists), len(open_now), dice)
     step("CheckRun (hourly sweeps)", "reputation_checkrun", columns, rows)
     columns = ("address", "blocklist_id", "status", "codes", "clean_streak", "checked")
