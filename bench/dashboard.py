@@ -3,6 +3,10 @@
     .venv/bin/python bench/dashboard.py            # PostgreSQL (BENCH_DATABASE_URL)
     .venv/bin/python bench/dashboard.py --sqlite   # SQLite: var/bench_dashboard.sqlite3
     .venv/bin/python bench/dashboard.py --no-load  # time again on the data of an earlier run
+    .venv/bin/python bench/dashboard.py --no-load --browser-only  # only the browser figures
+
+Loading takes about 3 minutes on PostgreSQL (2 shared cores), the server timing about 2 and the
+browser timing under one.
 
 Issue 8: every dashboard page renders in under 500 ms with a year of data for 1,024 addresses
 x 20 lists and 10 M routed messages. The scratch database (PostgreSQL by default:
@@ -32,9 +36,19 @@ Rows are written with COPY on PostgreSQL (then VACUUM ANALYZE, as autovacuum wou
 executemany on SQLite (no ANALYZE: a default install never runs it). Then each page is requested
 with Django's test client as a logged-in superuser, with the clock frozen at NOW, once to warm
 up (counting its SQL queries and their time) and --repeat times to time it: the admin index
-(overview and every chart, 7 d; and, shown without a target, every chart at 1 y at once),
+(the overview and the chart cards, which fetch their figures; with 7 d and with 1 y),
 every chart's JSON for 24h, 7d, 30d and 1y, and the
-address, blocklist and spike pages. Exit status 1 when a page fails or a median exceeds 500 ms.
+address, blocklist and spike pages. Issue 20 holds each to 300 ms.
+
+Then the browser (issue 20): Debian's Chromium (POOLWARDEN_CHROMIUM, default /usr/bin/chromium)
+driven by Playwright opens the dashboard from a server in this process (Django's threaded WSGI
+server, the clock still frozen, static files collected and served by WhiteNoise as in production:
+hashed names, cached for good, precompressed). Cold: a new browser profile (empty cache); warm:
+the same profile again. Measured in the page: first contentful paint, and the first chart drawn
+(the dashboard script's `pw-first-chart` mark) and the last, against 1.5 s cold and 0.5 s warm
+for the first chart; on loopback, without network throttling. The load average is printed
+before and after, since the machine is shared. Exit status 1 when a page fails or a median
+exceeds its target.
 """
 
 from __future__ import annotations
@@ -60,7 +74,8 @@ sys.path.insert(0, str(REPO))
 SQLITE_PATH = REPO / "var" / "bench_dashboard.sqlite3"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/poolwarden_bench_dash"
 
-TARGET_MS = 500
+TARGET_MS = 300  # server time per page (issue 20; issue 8 asked 500)
+FIRST_CHART_MS = {"cold": 1500, "warm": 500}  # browser, issue 20
 NOW = datetime(2026, 11, 27, 14, 37, tzinfo=UTC)
 HOUR, MINUTE, DAY = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 YEAR_START = (NOW - 365 * DAY).replace(minute=0)
@@ -146,9 +161,11 @@ def setup_database(sqlite: bool) -> None:
 
 
 def insert(table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
-    """Write rows fast: COPY on PostgreSQL, executemany in one transaction on SQLite."""
+    """Write rows fast: COPY on PostgreSQL, executemany in one transaction on SQLite. Fields
+    not in `columns` get their model default (Django's defaults are not the database's)."""
     from django.db import connection, transaction
 
+    columns, rows = with_defaults(table, columns, rows)
     count = 0
     if connection.vendor == "postgresql":
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
@@ -170,6 +187,23 @@ def insert(table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> int:
         connection.ensure_connection()
         connection.connection.executemany(sql, adapted())
     return count
+
+
+def with_defaults(
+    table: str, columns: tuple[str, ...], rows: Iterable[tuple]
+) -> tuple[tuple[str, ...], Iterable[tuple]]:
+    from django.apps import apps
+
+    model = next(m for m in apps.get_models() if m._meta.db_table == table)
+    missing = [
+        f
+        for f in model._meta.concrete_fields
+        if f.column not in columns and not f.primary_key and f.has_default()
+    ]
+    if not missing:
+        return columns, rows
+    extra = tuple(f.get_default() for f in missing)
+    return (*columns, *(f.column for f in missing)), (row + extra for row in rows)
 
 
 def _sqlite(value: object, adapt) -> object:
@@ -417,6 +451,10 @@ def spike_rows(specs: list[SpikeSpec], dice: Dice) -> Iterator:
             created,
             spike.ended or created,
             created + MINUTE,
+            [  # the lead series alone
+                {"dimension": spike.dimension, "value": spike.value, "count": spike.peak}
+                | {"baseline": spike.baseline, "threshold": spike.baseline * 3, "peak": spike.peak}
+            ],
         )
 
 
@@ -491,7 +529,7 @@ def checkrun_rows(zones: list[str], open_listings: int, dice: Dice) -> Iterator:
         trigger = "command" if dice.random() < 0.01 else "schedule"
         finished = started + timedelta(seconds=seconds)
         head = (trigger, "", [], started, finished, 4, 4, 1024, queries, listed)
-        yield (*head, queries - listed - unknown, unknown, 0, errors, {})
+        yield (*head, queries - listed - unknown, unknown, 0, errors, {}, {}, {})
 
 
 def setting_rows(blocklists: dict[str, int], dice: Dice) -> Iterator:
@@ -627,6 +665,7 @@ def load_dsns(expected: dict, spikes: list[SpikeSpec], dice: Dice) -> None:
     print(f"  {'  = DSNs':<44} {sum(counts.values()):>10,}")
     columns = ("dimension", "value", "started", "ended", "peak", "baseline", "last_count")
     columns += ("calm_since", "cause", "confidence", "evidence", "created", "updated", "processed")
+    columns += ("series",)
     step("Spike", "reputation_spike", columns, spike_rows(spikes, dice))
 
 
@@ -636,7 +675,7 @@ def load_blocklists(blocklists: dict[str, int], listings: list[ListingSpec], dic
     open_now = [x for x in listings if x.closed is None]
     columns = ("trigger", "pool", "zones", "started", "finished", "chunks", "chunks_done")
     columns += ("addresses", "queries", "listed", "clean", "unknown", "deferred", "errors")
-    columns += ("misbehaving",)
+    columns += ("misbehaving", "skipped", "swept")
     rows = checkrun_rows(list(blocklists), len(open_now), dice)
     step("CheckRun (hourly sweeps)", "reputation_checkrun", columns, rows)
     columns = ("address", "blocklist_id", "status", "codes", "clean_streak", "checked")
@@ -759,10 +798,10 @@ class Result:
         return not self.error and (self.informational or self.median_ms <= TARGET_MS)
 
 
-# The index with every chart switched to a year at once: shown, not held to the target (the
-# dashboard opens on 7 days; each chart's own year, fetched when its selector changes, is).
-INDEX_1Y = "index, every chart at 1y"
-INFORMATIONAL = {INDEX_1Y}
+# Pages shown without a target. None since the index stopped drawing its charts (each card
+# fetches its own figure, and each chart's JSON is held to the target).
+INDEX_1Y = "index, every card at 1y"
+INFORMATIONAL: set[str] = set()
 
 
 def pages() -> list[tuple[str, str]]:
@@ -770,7 +809,7 @@ def pages() -> list[tuple[str, str]]:
     from reputation.dashboard.charts import CHARTS
     from reputation.models import Blocklist, Spike
 
-    found = [("index (overview + charts, 7d)", "/admin/"), (INDEX_1Y, "/admin/?range=1y")]
+    found = [("index (overview + cards, 7d)", "/admin/"), (INDEX_1Y, "/admin/?range=1y")]
     for name, key in itertools.product(CHARTS, RANGES):
         found.append((f"chart {name} {key}", f"/admin/dashboard/charts/{name}.json?range={key}"))
     base = "/admin/dashboard"
@@ -868,6 +907,167 @@ def plan(sql: str) -> list[str]:
         return [f"(no plan: {exc})"]
 
 
+# --- browser ----------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("POOLWARDEN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]
+CHROMIUM_ARGS += ["--disable-background-networking", "--disable-component-update"]
+MEASURE_JS = """async () => {
+    if (document.readyState === "loading") {
+        await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve));
+    }
+    const root = document.documentElement;
+    const cards = document.querySelectorAll(".pw-chart[data-url]").length;
+    const drawn = () => document.querySelectorAll(".pw-chart .pw-plot[data-state=ready]").length;
+    while (!root.dataset.pwFirstChart || drawn() < cards) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const paint = performance.getEntriesByName("first-contentful-paint")[0];
+    const nav = performance.getEntriesByType("navigation")[0];
+    const sizes = {};
+    const done = {};
+    for (const entry of performance.getEntriesByType("resource")) {
+        const name = entry.name.includes("plotly") ? "plotly" : entry.name.includes(".json")
+            ? entry.name.split("/").pop().split(".")[0] : "";
+        if (name && !done[name]) done[name] = Math.round(entry.responseEnd);
+        const kind = entry.name.includes("plotly") ? "plotly.js"
+            : entry.name.includes(".json") ? "chart JSON" : "other";
+        sizes[kind] = (sizes[kind] || 0) + entry.transferSize;
+    }
+    sizes.HTML = nav.transferSize;
+    return {
+        paint: paint ? paint.startTime : NaN,
+        html: nav.responseEnd,
+        first: Number(root.dataset.pwFirstChart),
+        last: performance.now(),
+        charts: cards,
+        sizes: sizes,
+        done: done,
+    };
+}"""
+
+
+@dataclass
+class Visit:
+    kind: str  # cold or warm
+    paint: float  # ms from navigation start: first contentful paint
+    html: float  # the HTML's last byte
+    first: float  # the first chart drawn
+    last: float  # every chart drawn
+    charts: int
+    sizes: dict[str, int]  # bytes transferred, by kind
+    done: dict[str, int]  # ms from navigation start: plotly.js and each chart's JSON received
+
+    @property
+    def ok(self) -> bool:
+        return self.first <= FIRST_CHART_MS[self.kind]
+
+
+def serve_collected_static(root: Path):
+    """The settings of a production server for static files (collected, hashed, compressed,
+    served by WhiteNoise), with static files collected into `root`."""
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+
+    storages = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    overridden = override_settings(
+        DEBUG=False,
+        STATIC_ROOT=root,
+        STORAGES=storages,
+        WHITENOISE_USE_FINDERS=False,
+        WHITENOISE_AUTOREFRESH=False,
+        ALLOWED_HOSTS=["127.0.0.1", "testserver"],
+    )
+    overridden.enable()
+    call_command("collectstatic", interactive=False, verbosity=0)
+    return overridden
+
+
+def start_server():
+    """The site on a free loopback port, served by threads of this process; (server, URL)."""
+    import threading
+
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), Quiet, allow_reuse_address=False)
+    server.set_app(get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def browser_visits(url: str, session: str, rounds: int) -> list[Visit]:
+    """`rounds` times: a cold visit in a new profile, then a warm one in the same."""
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the ORM runs in the server's threads
+    visits = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        for _ in range(rounds):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.add_cookies([{"name": "sessionid", "value": session, "url": url}])
+            page = context.new_page()
+            for kind in ("cold", "warm"):
+                page.goto(f"{url}/admin/", wait_until="commit")
+                found = page.evaluate(MEASURE_JS)
+                visits.append(Visit(kind, **found))
+            context.close()
+        browser.close()
+    return visits
+
+
+def time_browser(rounds: int) -> list[Visit]:
+    import tempfile
+    from unittest import mock
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    with tempfile.TemporaryDirectory(prefix="pw-bench-static-") as root:
+        overridden = serve_collected_static(Path(root))
+        try:
+            with mock.patch("django.utils.timezone.now", return_value=NOW):
+                client = Client()
+                client.force_login(get_user_model().objects.get(username="bench"))
+                server, url = start_server()
+                try:
+                    visits = browser_visits(url, client.cookies["sessionid"].value, rounds)
+                finally:
+                    server.shutdown()
+                    server.server_close()
+        finally:
+            overridden.disable()
+    return visits
+
+
+def print_visits(visits: list[Visit]) -> None:
+    print(f"\n{'browser visit':<14} {'paint':>7} {'HTML':>7} {'1st chart':>10} {'all':>7}  target")
+    print(f"{'(ms)':<14}")
+    for v in visits:
+        verdict = "ok" if v.ok else "SLOW"
+        target = FIRST_CHART_MS[v.kind]
+        print(
+            f"{v.kind:<14} {v.paint:7.0f} {v.html:7.0f} {v.first:10.0f} {v.last:7.0f}  "
+            f"{target:>6} {verdict} ({v.charts} charts)"
+        )
+        print("    received: " + ", ".join(f"{k} {ms}" for k, ms in v.done.items()))
+    for kind in ("cold", "warm"):
+        firsts = [v.first for v in visits if v.kind == kind]
+        print(f"  {kind}: first chart median {statistics.median(firsts):.0f} ms", end="")
+        sizes = next(v.sizes for v in visits if v.kind == kind)
+        print("; bytes over the wire: " + ", ".join(f"{k} {n:,}" for k, n in sizes.items()))
+
+
 def sqlite() -> bool:
     from django.db import connection
 
@@ -885,6 +1085,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per page")
     parser.add_argument("--no-load", action="store_true", help="reuse the last run's data")
     parser.add_argument("--load-only", action="store_true", help="load, time nothing")
+    parser.add_argument("--browser-only", action="store_true", help="only the browser times")
+    parser.add_argument("--rounds", type=int, default=3, help="cold+warm browser visits")
     args = parser.parse_args()
     configure(args.sqlite)
     if args.no_load:
@@ -907,17 +1109,30 @@ def main() -> None:
     if args.load_only:
         return
     print(f"timing on {machine()}", flush=True)
+    failed: list = []
+    if not args.browser_only:
+        failed += time_server(args.repeat)
+    print(f"\nbrowser on {machine()}", flush=True)
+    visits = time_browser(args.rounds)
+    print_visits(visits)
+    print(f"(load average after: {machine()})")
+    failed += [v for v in visits if not v.ok]
+    if failed:
+        sys.exit(1)
+
+
+def time_server(repeat: int) -> list[Result]:
+    """Times every page; returns those that failed or missed the target."""
     print(f"{'page':<36} {'median':>8} {'max':>8}  {'target':>6}  {'':<5} {'SQL':>5} {'SQL ms':>8}")
     print(f"{'':<36} {'ms':>8} {'ms':>8}  {'ms':>6}  {'':<5} {'n':>5} {'(warm-up)':>8}")
-    results = time_pages(args.repeat)
+    results = time_pages(repeat)
     print(f"(load average after: {machine()})")
     explain(results)
     failed = [r for r in results if not r.ok]
     held = [r for r in results if not r.informational]
     passed = len([r for r in held if r.ok])
-    print(f"\n{passed} of {len(held)} pages within {TARGET_MS} ms (median of {args.repeat})")
-    if failed:
-        sys.exit(1)
+    print(f"\n{passed} of {len(held)} pages within {TARGET_MS} ms (median of {repeat})")
+    return failed
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "reputation.dashboard.zones.ZoneMiddleware",  # the viewer's time zone (pw_tz cookie)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -108,7 +109,6 @@ STATICFILES_DIRS = [BASE_DIR / "reputation" / "dashboard" / "static"]  # the das
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "reputation.dashboard.staticfinder.PlotlyFinder",  # plotly.min.js from the plotly package
 ]
 WHITENOISE_USE_FINDERS = DEBUG  # development: no collectstatic needed
 if DEBUG:  # whitenoise warns when it is missing

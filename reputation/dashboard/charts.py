@@ -1,7 +1,8 @@
 """The dashboard's charts: name, title, and the function that builds each figure.
 
-A builder takes keyword arguments `rng` (a TimeRange; not for current-state charts) and
-`pool` (a pool name or None) and returns a Plotly figure dict.
+A builder takes keyword arguments `rng` (a TimeRange; not for current-state charts), `pool`
+(a pool name or None) and, for a paged chart, `page` (from 1), and returns a Plotly figure
+dict; a paged chart's figure also has `"page": {"number", "pages", "total"}`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ class Chart:
     builder: str  # dotted path
     help: str = ""
     ranged: bool = True  # False: shows the current state, no time range
-    uses_traffic: bool = False  # can draw from a traffic() series read once for the page
+    paged: bool = False  # True: grows with the data, so drawn a page at a time
 
-    def figure(self, *, rng: TimeRange, pool: str | None, series=None) -> dict:
+    def figure(self, *, rng: TimeRange, pool: str | None, page: int = 1) -> dict:
         build = import_string(self.builder)
         if not self.ranged:
             return build(pool=pool)
-        if self.uses_traffic and series is not None:
-            return build(rng=rng, pool=pool, series=series)
+        if self.paged:
+            return build(rng=rng, pool=pool, page=page)
         return build(rng=rng, pool=pool)
 
 
@@ -39,14 +40,12 @@ CHARTS = {
             "Traffic per pool and reason",
             "reputation.dashboard.traffic.traffic_figure",
             "Messages routed per pool, stacked by the reason that chose the pool.",
-            uses_traffic=True,
         ),
         Chart(
             "share",
             "Share through the high-risk pool",
             "reputation.dashboard.traffic.high_risk_share_figure",
             "Dashed lines: spam-threshold changes.",
-            uses_traffic=True,
         ),
         Chart(
             "dsn",
@@ -59,6 +58,7 @@ CHARTS = {
             "Listing timeline",
             "reputation.dashboard.history.listing_timeline_figure",
             "One row per address and list; bars are listed periods, coloured by severity.",
+            paged=True,
         ),
         Chart(
             "status",

@@ -68,8 +68,8 @@ def span_text(delta: timedelta) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
-def _utc_text(at: datetime) -> str:
-    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def _time_text(at: datetime) -> str:
+    return figures.local_text(at)
 
 
 # --- listings, as both the address and the blocklist page show them -------------------------
@@ -227,7 +227,7 @@ def rotation_state(*, pool_address: PoolAddress | None, listings: Iterable[Listi
     if not major:  # the sweep's rotation state is ahead of (or behind) the listings
         return f"out: listed ({pool_address.listed_reason or 'on a major list'})"
     zones = ", ".join(dict.fromkeys(x.blocklist.zone for x in major))
-    return f"out: listed on {zones} since {_utc_text(major[0].opened)}"
+    return f"out: listed on {zones} since {_time_text(major[0].opened)}"
 
 
 def _checks(targets: list[str], pool: str) -> list[CheckRow]:
@@ -300,10 +300,10 @@ def _shade(row: ListingRow, rng: TimeRange) -> dict:
 
 
 def _listing_text(row: ListingRow) -> str:
-    until = f"closed {_utc_text(row.closed)}" if row.closed else "still listed"
+    until = f"closed {_time_text(row.closed)}" if row.closed else "still listed"
     return (
         f"{row.address} on {row.zone} ({row.weight})<br>{row.codes_text}<br>"
-        f"opened {_utc_text(row.opened)}, {until} ({row.duration_text})"
+        f"opened {_time_text(row.opened)}, {until} ({row.duration_text})"
     )
 
 
@@ -489,7 +489,8 @@ def blocklist_figure(*, detail: BlocklistDetail) -> dict:
     first, last = detail.days[0].day, detail.days[-1].day
     layout = figures.layout(
         detail.rng,
-        xaxis={"type": "date", "range": [iso(_midnight(first)), iso(_midnight(last) + DAY)]},
+        xaxis=figures.time_axis(detail.rng)
+        | {"range": [iso(_midnight(first)), iso(_midnight(last) + DAY)]},
         yaxis={"rangemode": "tozero", "title": {"text": "unknown answers %"}},
         yaxis2={
             "overlaying": "y",

@@ -2,21 +2,25 @@
 validation costs more than the queries), the time axis of a range, and the markers that show
 when an admin changed a setting.
 
-A figure is `{"data": [trace, ...], "layout": {...}}`, JSON-serializable, times as ISO 8601
-strings in UTC; the browser draws it with plotly.js (`Plotly.react`).
+A figure is `{"data": [trace, ...], "layout": {...}}`, JSON-serializable; the browser draws it
+with plotly.js (`Plotly.react`). plotly.js has no time zones (it drops an offset and draws the
+wall-clock time), so times are ISO 8601 local times without offset in the current time zone
+(`reputation.dashboard.zones`), and every time axis and hover text says which zone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote
 
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS
 
+from reputation.dashboard import zones
 from reputation.dashboard.timerange import TimeRange
 from routing.models import SettingChange
 
@@ -54,17 +58,35 @@ def _detail_pattern(name: str, urlconf: str, prefix: str) -> tuple[str, str]:
 
 
 def iso(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`at` as plotly.js reads it: the wall-clock time in the current zone, no offset."""
+    return at.astimezone(timezone.get_current_timezone()).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def local_text(at: datetime) -> str:
+    """`at` for hover text: "2026-11-27 15:37 CET" in the current zone."""
+    local = at.astimezone(timezone.get_current_timezone())
+    return f"{local:%Y-%m-%d %H:%M} {zones.label(at)}"
+
+
+def time_axis(rng: TimeRange) -> dict:
+    """A date axis showing exactly the range, titled and hovered with the time zone."""
+    zone = zones.label(rng.start, rng.end)
+    return {
+        "type": "date",
+        "range": [iso(rng.start), iso(rng.end)],
+        "title": {"text": f"time ({zone})", "font": {"size": 11}, "standoff": 4},
+        "hoverformat": f"%Y-%m-%d %H:%M {zone}",
+    }
 
 
 def layout(rng: TimeRange, **extra) -> dict:
     """A time-series layout showing exactly the range."""
     base = {
-        "margin": {"l": 50, "r": 20, "t": 10, "b": 40},
+        "margin": {"l": 50, "r": 20, "t": 10, "b": 50},
         "height": 320,
         "hovermode": "x unified",
-        "legend": {"orientation": "h", "y": -0.2},
-        "xaxis": {"type": "date", "range": [iso(rng.start), iso(rng.end)]},
+        "legend": {"orientation": "h", "y": -0.25},
+        "xaxis": time_axis(rng),
         "yaxis": {"rangemode": "tozero"},
     }
     return base | extra
@@ -107,7 +129,7 @@ def change_markers(rng: TimeRange, *, fields: tuple[str, ...] = (), y: float = 0
         "name": "setting changes",
         "x": [iso(c.created) for c in changes],
         "y": [y] * len(changes),
-        "text": [f"{c.created:%Y-%m-%d %H:%M} {c}" for c in changes],
+        "text": [f"{local_text(c.created)} {c}" for c in changes],
         "hoverinfo": "text",
         "marker": {"symbol": "triangle-up", "size": 11, "color": COLOURS["marker"]},
         "showlegend": bool(changes),

@@ -260,10 +260,14 @@ class ListingTimeline:
     total: int  # listings overlapping the range (rows holds at most `limit` of them)
 
 
+TIMELINE_PAGE = 30  # listings per page: the chart stays under ~800 px
+
+
 def listing_timeline(
-    *, rng: TimeRange, pool: str | None = None, limit: int = 300
+    *, rng: TimeRange, pool: str | None = None, limit: int = 300, offset: int = 0
 ) -> ListingTimeline:
-    """Listings open at some time in [start, end), newest first, at most `limit`."""
+    """Listings open at some time in [start, end), newest first, at most `limit` from the
+    `offset`-th on."""
     found = Listing.objects.filter(opened__lt=rng.end).filter(
         Q(closed__isnull=True) | Q(closed__gt=rng.start)
     )
@@ -271,7 +275,9 @@ def listing_timeline(
         found = found.filter(pool=pool)
     fields = ("pk", "address", "pool", "blocklist__zone", "blocklist__weight", "opened")
     rows = list(
-        found.order_by("-opened", "-pk").values_list(*fields, "closed", "codes", "meanings")[:limit]
+        found.order_by("-opened", "-pk").values_list(*fields, "closed", "codes", "meanings")[
+            offset : offset + limit
+        ]
     )
     kinds, url = pool_kinds(), detail_url("address")
     listed = [
@@ -282,14 +288,23 @@ def listing_timeline(
         )
         for row in rows
     ]
-    total = len(listed) if len(listed) < limit else found.count()
+    if len(listed) < limit and (listed or not offset):
+        total = offset + len(listed)
+    else:
+        total = found.count()
     return ListingTimeline(rows=listed, total=total)
 
 
-def listing_timeline_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
+def listing_timeline_figure(*, rng: TimeRange, pool: str | None = None, page: int = 1) -> dict:
     """A Gantt chart: one row per address and list, a bar per listed period, coloured by the
-    severity alerts give it; clicking a bar opens the address."""
-    timeline = listing_timeline(rng=rng, pool=pool)
+    severity alerts give it; clicking a bar opens the address. Newest first, `TIMELINE_PAGE`
+    listings a page; `page` past the last shows the last."""
+    offset = (page - 1) * TIMELINE_PAGE
+    timeline = listing_timeline(rng=rng, pool=pool, limit=TIMELINE_PAGE, offset=offset)
+    pages = max(1, -(-timeline.total // TIMELINE_PAGE))
+    if page > pages:
+        page, offset = pages, (pages - 1) * TIMELINE_PAGE
+        timeline = listing_timeline(rng=rng, pool=pool, limit=TIMELINE_PAGE, offset=offset)
     labels = list(dict.fromkeys(_row_label(row) for row in timeline.rows))
     data = []
     for severity in SEVERITIES:
@@ -312,12 +327,9 @@ def listing_timeline_figure(*, rng: TimeRange, pool: str | None = None) -> dict:
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 50, "r": 20, "t": 30, "b": 40},
     )
-    if timeline.total > len(timeline.rows):
-        layout["title"] = {
-            "text": f"showing {len(timeline.rows)} of {timeline.total} listings",
-            "font": {"size": 12},
-        }
-    return figures.figure(data, layout)
+    figure = figures.figure(data, layout)
+    figure["page"] = {"number": page, "pages": pages, "total": timeline.total}
+    return figure
 
 
 def _row_label(row: ListingRow) -> str:
@@ -345,10 +357,10 @@ def _milliseconds(span: timedelta) -> int:
 
 def _listing_text(row: ListingRow) -> str:
     codes = ", ".join(f"{c} {m}".strip() for c, m in zip(row.codes, row.meanings, strict=False))
-    closed = f"{row.closed:%Y-%m-%d %H:%M}" if row.closed else "still listed"
+    closed = figures.local_text(row.closed) if row.closed else "still listed"
     return (
         f"{row.address} on {row.zone} ({row.weight}, pool {row.pool or '?'}): {codes or 'listed'}"
-        f"<br>{row.opened:%Y-%m-%d %H:%M} → {closed}"
+        f"<br>{figures.local_text(row.opened)} → {closed}"
     )
 
 
@@ -522,7 +534,7 @@ def status_figure(*, pool: str | None = None) -> dict:
 def _status_text(value: int | None, since: datetime | None, hostname: str) -> str:
     text = STATUS_TEXT[value]
     if since is not None:
-        text = f"{text} since {since:%Y-%m-%d %H:%M}"
+        text = f"{text} since {figures.local_text(since)}"
     return f"{hostname}: {text}" if hostname else text
 
 

@@ -75,7 +75,8 @@ def parse(
     key: str | None, start: str | None = None, end: str | None = None, now: datetime | None = None
 ) -> TimeRange:
     """The range a dashboard request asks for: a preset ending now, or custom `start`/`end`
-    (ISO dates or date-times, UTC unless they say otherwise). Raises RangeError."""
+    (ISO dates or date-times, in the current time zone unless they say otherwise, as the
+    dashboard's date-time inputs show them). Raises RangeError."""
     now = (now or timezone.now()).astimezone(UTC)
     key = key or DEFAULT
     if key in PRESETS:
@@ -105,7 +106,9 @@ def _moment(text: str | None, name: str) -> datetime:
         at = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     except ValueError:
         raise RangeError(f"Not a date or date-time: {text!r} ({name}).") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.get_current_timezone())
+    return at.astimezone(UTC)
 
 
 def source(

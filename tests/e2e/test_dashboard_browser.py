@@ -232,6 +232,9 @@ def test_viewer_sees_overview_and_every_chart_drawn(page, live_server, viewer, d
     assert "16 queries" in overview and "2 unknown answers" in overview
     assert "backscatter" in overview
     assert "listed on zen.test" in overview
+    # Every card fetched its own figure (none is embedded in the page) and drew it.
+    assert page.locator("script[id^=pw-figure-]").count() == 0
+    assert int(page.evaluate("document.documentElement.dataset.pwFirstChart")) > 0
     sums = traces(page, "traffic")
     assert pool_total(sums, "normal") == 100
     assert pool_total(sums, "high-risk") == 40
@@ -259,6 +262,96 @@ def test_filters_change_the_data(page, live_server, viewer, data):
     sums = traces(page, "traffic")
     assert pool_total(sums, "high-risk") == 40
     assert pool_total(sums, "normal") == 0
+
+
+def test_filters_kept_in_the_url_survive_a_reload_and_back(page, live_server, viewer, data):
+    """A card's filters go into the page's URL: a reload draws the same, the other cards keep
+    their defaults, and the back button returns to the earlier filters."""
+    login(page, live_server, viewer)
+    wait_drawn(page, "traffic", "")
+    card = "#pw-chart-traffic"
+    page.select_option(f"{card} select[name=range]", "30d")
+    wait_drawn(page, "traffic", "range=30d")
+    page.select_option(f"{card} select[name=pool]", "high-risk")
+    wait_drawn(page, "traffic", "range=30d&pool=high-risk")
+    assert "traffic.range=30d" in page.url and "traffic.pool=high-risk" in page.url
+    page.reload()
+    wait_drawn(page, "traffic", "range=30d&pool=high-risk")
+    assert page.input_value(f"{card} select[name=range]") == "30d"
+    assert page.input_value(f"{card} select[name=pool]") == "high-risk"
+    assert pool_total(traces(page, "traffic"), "normal") == 0
+    wait_drawn(page, "dsn", "")
+    assert page.input_value("#pw-chart-dsn select[name=range]") == "7d"
+    page.go_back()
+    wait_drawn(page, "traffic", "range=30d")
+    assert page.input_value(f"{card} select[name=pool]") == ""
+    assert pool_total(traces(page, "traffic"), "normal") == 600
+
+
+def test_auto_refresh_refetches_charts_without_reloading(page, live_server, viewer, data):
+    """With auto-refresh on (kept in the URL), every card fetches its figure again while the
+    page stays; switching it off takes it out of the URL."""
+    login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/admin/?refresh=5")
+    wait_drawn(page, "traffic")
+    page.evaluate("window.pwNotReloaded = true")
+    assert page.is_checked("#pw-refresh")
+    page.wait_for_selector("#pw-chart-traffic .pw-plot[data-refreshed]", timeout=15_000)
+    assert page.evaluate("window.pwNotReloaded") is True
+    page.uncheck("#pw-refresh")
+    assert "refresh=" not in page.url
+
+
+def test_time_zone_is_labelled_in_header_axis_and_hover(page, live_server, viewer, data):
+    """With Europe/Berlin chosen, the header names the zone, the time axis is titled with it,
+    and hover text ends with it; the chart's times are Berlin's wall-clock times."""
+    page.context.add_cookies([{"name": "pw_tz", "value": "Europe/Berlin", "url": live_server.url}])
+    login(page, live_server, viewer)
+    wait_drawn(page, "traffic")
+    assert page.inner_text("#pw-zone-name") == "Europe/Berlin"
+    assert page.inner_text("#pw-zone-label") in ("CET", "CEST")
+    axis = page.evaluate(
+        """() => {
+            const plot = document.querySelector("#pw-chart-traffic .pw-plot");
+            return {title: plot._fullLayout.xaxis.title.text, end: plot.layout.xaxis.range[1]};
+        }"""
+    )
+    assert axis["title"] in ("time (CET)", "time (CEST)", "time (CET/CEST)", "time (CEST/CET)")
+    from zoneinfo import ZoneInfo
+
+    berlin = datetime.now(ZoneInfo("Europe/Berlin"))
+    assert axis["end"][:13] == berlin.strftime("%Y-%m-%dT%H")
+    page.locator("#pw-chart-traffic").scroll_into_view_if_needed()
+    box = page.locator("#pw-chart-traffic .pw-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    hover = page.locator("#pw-chart-traffic .hoverlayer")
+    hover.locator("text").first.wait_for(timeout=5_000)
+    assert "CET" in hover.text_content() or "CEST" in hover.text_content()
+    screenshot(page, "index-berlin")
+    # The zone selector offers the server's zone back, which drops the cookie.
+    page.select_option("#pw-tz", "")
+    page.wait_for_load_state()
+    wait_drawn(page, "traffic")
+    assert page.inner_text("#pw-zone-name") == "UTC"
+
+
+def test_listing_timeline_pages(page, live_server, viewer, data, monkeypatch):
+    """The listing timeline shows a page at a time with a pager, its page kept in the URL."""
+    from reputation.dashboard import history
+
+    monkeypatch.setattr(history, "TIMELINE_PAGE", 1)
+    login(page, live_server, viewer)
+    wait_drawn(page, "listings", "")
+    pager = "#pw-chart-listings .pw-pager"
+    assert "page 1 of 2" in page.inner_text(pager)
+    page.click(f"{pager} [data-step='1']")
+    wait_drawn(page, "listings", "range=7d&page=2")
+    assert "listings.page=2" in page.url
+    bars = page.evaluate(
+        """() => document.querySelector("#pw-chart-listings .pw-plot").data
+            .flatMap((trace) => trace.y || [])"""
+    )
+    assert bars == ["198.51.100.2 · minor.test"]
 
 
 def test_clicking_a_spike_opens_it(page, live_server, viewer, data):

@@ -265,8 +265,8 @@ def test_dsn_figure_shades_spikes_and_links_them():
     json.dumps(fig)
     shapes = fig["layout"]["shapes"]
     assert [(s["x0"], s["x1"]) for s in shapes] == [
-        ("2026-11-27T22:30:00Z", "2026-11-28T00:00:00Z"),
-        ("2026-11-27T06:05:00Z", "2026-11-27T07:40:00Z"),
+        ("2026-11-27T22:30:00", "2026-11-28T00:00:00"),
+        ("2026-11-27T06:05:00", "2026-11-27T07:40:00"),
     ]
     assert all(s["yref"] == "paper" and s["type"] == "rect" for s in shapes)
     markers = next(t for t in fig["data"] if t["name"] == "spikes")
@@ -275,11 +275,11 @@ def test_dsn_figure_shades_spikes_and_links_them():
         reverse("dashboard:spike", args=[closed.pk]),
     ]
     assert markers["hovertext"][1] == "spike: pool normal, cause bad-list"
-    assert markers["x"][1] == "2026-11-27T06:00:00Z"
+    assert markers["x"][1] == "2026-11-27T06:00:00"
     assert markers["y"] == [50, 40]  # no DSNs during the open one: its peak
     assert [t.get("fill") for t in fig["data"][:2]] == [None, "tonexty"]
     changes = next(t for t in fig["data"] if t["name"] == "setting changes")
-    assert changes["x"] == ["2026-11-27T12:00:00Z"]
+    assert changes["x"] == ["2026-11-27T12:00:00"]
 
 
 # --- listing timeline --------------------------------------------------------------------------
@@ -332,6 +332,22 @@ def test_listing_timeline_is_capped_and_counts_the_rest(pools, lists):
     assert timeline.total == 3
 
 
+def test_listing_figure_is_paged_and_capped_in_height(pools, lists, monkeypatch):
+    """The timeline draws a page of listings at a time, newest first, says which page of how
+    many, and never grows past the page's height; a page past the last shows the last."""
+    monkeypatch.setattr(history, "TIMELINE_PAGE", 2)
+    for hour in (1, 2, 3):
+        listing(f"192.0.2.{hour}", lists["major"], at(hour))
+    first = listing_timeline_figure(rng=HOURS)
+    assert first["page"] == {"number": 1, "pages": 2, "total": 3}
+    assert first["data"][0]["y"] == ["192.0.2.3 · major.test", "192.0.2.2 · major.test"]
+    second = listing_timeline_figure(rng=HOURS, page=2)
+    assert second["page"]["number"] == 2
+    assert second["data"][0]["y"] == ["192.0.2.1 · major.test"]
+    assert listing_timeline_figure(rng=HOURS, page=9)["page"]["number"] == 2
+    assert first["layout"]["height"] <= max(200, 24 * 2 + 90)
+
+
 def test_listing_figure_draws_bars_per_severity_from_open_to_close(pools, lists):
     """Horizontal bars based at the opening, as long as the listing (to the range's end while
     open), coloured by severity, linking to the address; taller with more rows."""
@@ -344,7 +360,7 @@ def test_listing_figure_draws_bars_per_severity_from_open_to_close(pools, lists)
     critical, info = traces["critical"], traces["info"]
     assert critical["orientation"] == "h"
     assert critical["y"] == ["192.0.2.1 · major.test"]
-    assert critical["base"] == ["2026-11-27T02:00:00Z"]
+    assert critical["base"] == ["2026-11-27T02:00:00"]
     assert critical["x"] == [3 * 3600 * 1000]
     assert info["x"] == [4 * 3600 * 1000]  # open: to the end of the range
     assert critical["marker"]["color"] == SEVERITY_COLOURS["critical"]
@@ -427,8 +443,9 @@ def test_status_figure_is_a_discrete_heat_map_linking_to_addresses(states):
     assert trace["z"][1] == [UNKNOWN, MINOR, None]
     link = trace["meta"]["link"]  # one for the trace; the page puts the row's address in
     assert link.replace("{y}", "192.0.2.2") == reverse("dashboard:address", args=["192.0.2.2"])
-    assert trace["text"][0][0] == "listed (major list) since 2026-11-27 05:00"
-    assert trace["text"][0][2] == "mail1.example.net: listed (major list) since 2026-11-27 06:00"
+    assert trace["text"][0][0] == "listed (major list) since 2026-11-27 05:00 UTC"
+    since = "since 2026-11-27 06:00 UTC"
+    assert trace["text"][0][2] == f"mail1.example.net: listed (major list) {since}"
     assert trace["text"][3][0] == "clean"
     assert trace["colorbar"]["ticktext"] == ["unknown", "clean", "minor list", "major list"]
     scale = dict((round(p, 2), c) for p, c in trace["colorscale"][1::2])

@@ -160,9 +160,9 @@ def test_traffic_figure_stacks_a_trace_per_pool_and_reason_then_the_change_marke
     assert names == ["normal · no rule", "high-risk · spam score", "setting changes"]
     first = fig["data"][0]
     assert first["stackgroup"] == fig["data"][1]["stackgroup"]
-    assert first["x"][0] == "2026-11-26T14:00:00Z"
+    assert first["x"][0] == "2026-11-26T14:00:00"
     assert first["y"][22] == 10 and sum(first["y"]) == 10
-    assert fig["data"][-1]["x"] == ["2026-11-27T10:00:00Z"]
+    assert fig["data"][-1]["x"] == ["2026-11-27T10:00:00"]
     json.dumps(fig)
 
 
@@ -234,11 +234,11 @@ def test_threshold_changes_are_dashed_lines_with_who_and_what():
     fig = high_risk_share_figure(rng=DAY)
 
     [shape] = fig["layout"]["shapes"]
-    assert shape["x0"] == shape["x1"] == "2026-11-27T08:30:00Z"
+    assert shape["x0"] == shape["x1"] == "2026-11-27T08:30:00"
     assert (shape["xref"], shape["yref"], shape["line"]["dash"]) == ("x", "paper", "dash")
     [note] = fig["layout"]["annotations"]
     assert note["text"] == "threshold 5 → 3 (olivia)"
-    assert note["x"] == "2026-11-27T08:30:00Z"
+    assert note["x"] == "2026-11-27T08:30:00"
     share, markers = fig["data"]
     assert share["y"][18] == 25.0  # 08:00
     assert share["y"][0] is None

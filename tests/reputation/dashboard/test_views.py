@@ -48,13 +48,16 @@ def test_staff_without_a_role_gets_no_data(client, django_user_model):
 
 
 def test_viewer_sees_the_dashboard_with_every_chart(client, viewer, listed):
-    """The index carries the overview (the listed address) and every chart's figure."""
+    """The index carries the overview (the listed address) and a card per chart that fetches
+    its figure; no figure is computed for the page itself."""
     client.force_login(viewer)
     page = client.get("/admin/").content.decode()
     assert "192.0.2.1" in page and "zen.test" in page
     for name in CHARTS:
-        assert f'id="pw-figure-{name}"' in page
-    assert "plotly/plotly.min.js" in page
+        assert f'id="pw-chart-{name}"' in page
+        assert f'data-url="/admin/dashboard/charts/{name}.json"' in page
+    assert "pw-figure-" not in page
+    assert "plotly/plotly-cartesian.min.js" in page
 
 
 @pytest.mark.parametrize("name", list(CHARTS))
@@ -96,14 +99,14 @@ def test_custom_range_is_accepted(client, viewer):
     client.force_login(viewer)
     query = {"range": "custom", "start": "2026-11-01", "end": "2026-11-03"}
     figure = client.get("/admin/dashboard/charts/traffic.json", query).json()
-    assert figure["layout"]["xaxis"]["range"] == ["2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z"]
+    assert figure["layout"]["xaxis"]["range"] == ["2026-11-01T00:00:00", "2026-11-03T00:00:00"]
 
 
 def test_bad_filter_on_a_page_falls_back_with_a_note(client, viewer):
     """The index with a bad range still renders, with the default range and the error."""
     client.force_login(viewer)
     page = client.get("/admin/", {"range": "forever"}).content.decode()
-    assert "Unknown time range" in page and "pw-figure-traffic" in page
+    assert "Unknown time range" in page and 'id="pw-chart-traffic"' in page
 
 
 def test_detail_pages_render_for_a_viewer(client, viewer, listed):
@@ -119,11 +122,56 @@ def test_detail_pages_render_for_a_viewer(client, viewer, listed):
     assert client.get("/admin/dashboard/spike/999999/").status_code == 404
 
 
-def test_plotly_is_served_from_the_package(client):
-    """plotly.js comes from the installed plotly package, not a CDN."""
-    from reputation.dashboard.staticfinder import package_data
-
-    response = client.get("/static/plotly/plotly.min.js")
+def test_plotly_is_the_vendored_partial_bundle(client):
+    """plotly.js is the cartesian partial bundle kept in the repository, served locally."""
+    response = client.get("/static/plotly/plotly-cartesian.min.js")
     assert response.status_code == 200
-    body = b"".join(response.streaming_content)
-    assert body == (package_data() / "plotly.min.js").read_bytes()
+    head = b"".join(response.streaming_content)[:300]
+    assert b"plotly.js" in head and b"v4.1.1" in head
+
+
+def test_each_card_takes_its_own_filters_from_the_query_string(client, viewer, listed):
+    """`<chart>.range` and `<chart>.pool` set one card's filters (as the script keeps them in
+    the URL); the page-wide `range` applies to the others."""
+    client.force_login(viewer)
+    query = {"traffic.range": "30d", "traffic.pool": "normal", "range": "24h"}
+    page = client.get("/admin/", query).content.decode()
+    assert 'data-query="range=30d&amp;pool=normal"' in page
+    assert 'data-query="range=24h"' in page
+    assert '<option value="normal" selected>' in page
+
+
+def test_a_paged_chart_answers_its_page(client, viewer, listed):
+    """The listing timeline's JSON says which page of how many it draws; a bad page is a 400."""
+    client.force_login(viewer)
+    figure = client.get("/admin/dashboard/charts/listings.json", {"page": "1"}).json()
+    assert figure["page"]["number"] == 1 and figure["page"]["pages"] >= 1
+    response = client.get("/admin/dashboard/charts/listings.json", {"page": "0"})
+    assert response.status_code == 400
+
+
+def test_pages_and_chart_json_are_compressed(client, viewer, listed):
+    """The dashboard's HTML and each chart's JSON are gzipped for a client that accepts it."""
+    client.force_login(viewer)
+    for url in ("/admin/", "/admin/dashboard/charts/traffic.json"):
+        response = client.get(url, headers={"accept-encoding": "gzip"})
+        assert response.status_code == 200
+        assert response["Content-Encoding"] == "gzip"
+
+
+def test_a_chosen_time_zone_applies_to_charts_and_pages(client, viewer, listed):
+    """The pw_tz cookie moves every chart time to that zone and labels it; the header names
+    it. An unknown zone is ignored (TIME_ZONE, here UTC)."""
+    client.force_login(viewer)
+    client.cookies["pw_tz"] = "Europe/Berlin"
+    query = {"range": "custom", "start": "2026-11-01", "end": "2026-11-03"}
+    figure = client.get("/admin/dashboard/charts/traffic.json", query).json()
+    axis = figure["layout"]["xaxis"]
+    # The custom range's ends are Berlin's too, as its date-time inputs show them.
+    assert axis["range"] == ["2026-11-01T00:00:00", "2026-11-03T00:00:00"]
+    assert axis["title"]["text"] == "time (CET)" and axis["hoverformat"].endswith(" CET")
+    page = client.get("/admin/").content.decode()
+    assert "Europe/Berlin" in page and '<option value="Europe/Berlin" selected>' in page
+    client.cookies["pw_tz"] = "Mars/Olympus"
+    figure = client.get("/admin/dashboard/charts/traffic.json", query).json()
+    assert figure["layout"]["xaxis"]["title"]["text"] == "time (UTC)"
