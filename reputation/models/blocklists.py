@@ -174,7 +174,7 @@ class CheckRun(models.Model):
         max_length=255,
         blank=True,
         help_text="Only this pool address (and its HELO name), if set: a dashboard "
-        "\"check now\". Its answers apply as a sweep's, but it records no list sweep.",
+        '"check now". Its answers apply as a sweep\'s, but it records no list sweep.',
     )
     zones = models.JSONField(default=list, blank=True, help_text="Only these lists, if set.")
     started = models.DateTimeField(default=timezone.now)
