@@ -61,13 +61,6 @@ CHARTS = {
             "One row per address and list; bars are listed periods, coloured by severity.",
         ),
         Chart(
-            "status",
-            "Current status of every address on every list",
-            "reputation.dashboard.history.status_figure",
-            "Click a cell to open the address.",
-            ranged=False,
-        ),
-        Chart(
             "sweeps",
             "Sweep health",
             "reputation.dashboard.history.sweep_figure",
