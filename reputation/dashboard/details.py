@@ -164,7 +164,7 @@ def address_detail(
     """What the address page shows; None for an address of no pool that was never listed.
     A pool address's HELO/rDNS name counts with it (its listings and answers)."""
     now = now or timezone.now()
-    address = _normalised(address)
+    address = normalised(address)
     pool_address = _pool_address(address)
     hostname = pool_address.hostname if pool_address else ""
     targets = [address, hostname] if hostname else [address]
@@ -188,7 +188,8 @@ def address_detail(
     )
 
 
-def _normalised(address: str) -> str:
+def normalised(address: str) -> str:
+    """An address as stored (IPv6 compressed, IPv4-mapped as IPv4), a name lower-case."""
     text = address.strip()
     ip = dnsbl.ip_or_none(text)
     return str(ip) if ip else text.lower().rstrip(".")
