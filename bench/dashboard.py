@@ -780,6 +780,8 @@ def pages() -> list[tuple[str, str]]:
     newest, oldest = Spike.objects.order_by("-started")[0], Spike.objects.order_by("started")[0]
     found.append(("spike, open now (per minute)", f"{base}/spike/{newest.pk}/"))
     found.append(("spike, a year ago (per hour)", f"{base}/spike/{oldest.pk}/"))
+    found.append(("index, listing matrix page 2", "/admin/?mpage=2&msort=address"))
+    found.append(("address search, a prefix", f"{base}/search/?q=10.1.0."))
     return found
 
 
