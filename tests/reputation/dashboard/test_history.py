@@ -373,6 +373,8 @@ def runs():
     run(at(10, 30), 90, pool="normal", queries=50, errors={"a.test": {"timeout": 1}})
     run(at(11), None, pool="risky", queries=10)  # not finished
     run(at(-1), 10, queries=999)  # before the range
+    check = run(at(10, 45), 1, queries=40, errors={"a.test": {"timeout": 5}})
+    CheckRun.objects.filter(pk=check.pk).update(address="192.0.2.1")  # a check now: no sweep
 
 
 def test_sweep_health_sums_each_bucket(runs):
