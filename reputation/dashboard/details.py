@@ -68,6 +68,12 @@ def span_text(delta: timedelta) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
+def local_text(at: datetime) -> str:
+    """A time in the active time zone, labelled with it, as the templates show times."""
+    local = timezone.localtime(at)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
 def _utc_text(at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
@@ -228,7 +234,7 @@ def rotation_state(*, pool_address: PoolAddress | None, listings: Iterable[Listi
     if not major:  # the sweep's rotation state is ahead of (or behind) the listings
         return f"out: listed ({pool_address.listed_reason or 'on a major list'})"
     zones = ", ".join(dict.fromkeys(x.blocklist.zone for x in major))
-    return f"out: listed on {zones} since {_utc_text(major[0].opened)}"
+    return f"out: listed on {zones} since {local_text(major[0].opened)}"
 
 
 def _checks(targets: list[str], pool: str) -> list[CheckRow]:
