@@ -417,6 +417,14 @@ def spike_rows(specs: list[SpikeSpec], dice: Dice) -> Iterator:
             created,
             spike.ended or created,
             created + MINUTE,
+            [
+                {
+                    "dimension": spike.dimension,
+                    "value": spike.value,
+                    "peak": spike.peak,
+                    "baseline": spike.baseline,
+                }
+            ],
         )
 
 
@@ -491,7 +499,7 @@ def checkrun_rows(zones: list[str], open_listings: int, dice: Dice) -> Iterator:
         trigger = "command" if dice.random() < 0.01 else "schedule"
         finished = started + timedelta(seconds=seconds)
         head = (trigger, "", [], started, finished, 4, 4, 1024, queries, listed)
-        yield (*head, queries - listed - unknown, unknown, 0, errors, {})
+        yield (*head, queries - listed - unknown, unknown, 0, errors, {}, {}, {}, "")
 
 
 def setting_rows(blocklists: dict[str, int], dice: Dice) -> Iterator:
@@ -627,6 +635,7 @@ def load_dsns(expected: dict, spikes: list[SpikeSpec], dice: Dice) -> None:
     print(f"  {'  = DSNs':<44} {sum(counts.values()):>10,}")
     columns = ("dimension", "value", "started", "ended", "peak", "baseline", "last_count")
     columns += ("calm_since", "cause", "confidence", "evidence", "created", "updated", "processed")
+    columns += ("series",)
     step("Spike", "reputation_spike", columns, spike_rows(spikes, dice))
 
 
@@ -636,7 +645,7 @@ def load_blocklists(blocklists: dict[str, int], listings: list[ListingSpec], dic
     open_now = [x for x in listings if x.closed is None]
     columns = ("trigger", "pool", "zones", "started", "finished", "chunks", "chunks_done")
     columns += ("addresses", "queries", "listed", "clean", "unknown", "deferred", "errors")
-    columns += ("misbehaving",)
+    columns += ("misbehaving", "skipped", "swept", "address")
     rows = checkrun_rows(list(blocklists), len(open_now), dice)
     step("CheckRun (hourly sweeps)", "reputation_checkrun", columns, rows)
     columns = ("address", "blocklist_id", "status", "codes", "clean_streak", "checked")
