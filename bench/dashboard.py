@@ -451,9 +451,13 @@ def spike_rows(specs: list[SpikeSpec], dice: Dice) -> Iterator:
             created,
             spike.ended or created,
             created + MINUTE,
-            [  # the lead series alone
-                {"dimension": spike.dimension, "value": spike.value, "count": spike.peak}
-                | {"baseline": spike.baseline, "threshold": spike.baseline * 3, "peak": spike.peak}
+            [
+                {
+                    "dimension": spike.dimension,
+                    "value": spike.value,
+                    "peak": spike.peak,
+                    "baseline": spike.baseline,
+                }
             ],
         )
 
@@ -529,7 +533,7 @@ def checkrun_rows(zones: list[str], open_listings: int, dice: Dice) -> Iterator:
         trigger = "command" if dice.random() < 0.01 else "schedule"
         finished = started + timedelta(seconds=seconds)
         head = (trigger, "", [], started, finished, 4, 4, 1024, queries, listed)
-        yield (*head, queries - listed - unknown, unknown, 0, errors, {}, {}, {})
+        yield (*head, queries - listed - unknown, unknown, 0, errors, {}, {}, {}, "")
 
 
 def setting_rows(blocklists: dict[str, int], dice: Dice) -> Iterator:
@@ -675,7 +679,7 @@ def load_blocklists(blocklists: dict[str, int], listings: list[ListingSpec], dic
     open_now = [x for x in listings if x.closed is None]
     columns = ("trigger", "pool", "zones", "started", "finished", "chunks", "chunks_done")
     columns += ("addresses", "queries", "listed", "clean", "unknown", "deferred", "errors")
-    columns += ("misbehaving", "skipped", "swept")
+    columns += ("misbehaving", "skipped", "swept", "address")
     rows = checkrun_rows(list(blocklists), len(open_now), dice)
     step("CheckRun (hourly sweeps)", "reputation_checkrun", columns, rows)
     columns = ("address", "blocklist_id", "status", "codes", "clean_streak", "checked")
@@ -819,6 +823,8 @@ def pages() -> list[tuple[str, str]]:
     newest, oldest = Spike.objects.order_by("-started")[0], Spike.objects.order_by("started")[0]
     found.append(("spike, open now (per minute)", f"{base}/spike/{newest.pk}/"))
     found.append(("spike, a year ago (per hour)", f"{base}/spike/{oldest.pk}/"))
+    found.append(("index, listing matrix page 2", "/admin/?mpage=2&msort=address"))
+    found.append(("address search, a prefix", f"{base}/search/?q=10.1.0."))
     return found
 
 

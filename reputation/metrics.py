@@ -62,7 +62,8 @@ def render(now: datetime) -> str:
         .annotate(n=Count("id"))
     )
     spikes = Spike.objects.filter(ended__isnull=True).values("cause").annotate(n=Count("id"))
-    last_sweep = CheckRun.objects.filter(finished__isnull=False).aggregate(t=Max("finished"))["t"]
+    swept = CheckRun.objects.filter(finished__isnull=False, address="")  # not a "check now"
+    last_sweep = swept.aggregate(t=Max("finished"))["t"]
     pending = Notification.objects.exclude(status="sent").count()
     minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
     routed = (

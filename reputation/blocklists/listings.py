@@ -327,7 +327,8 @@ def _count(run: CheckRun, outcome: SweepOutcome, now: dt.datetime) -> None:
     complete = locked.chunks_done >= locked.chunks and locked.finished is None
     if complete:
         locked.finished = timezone.now()
-        _list_sweeps(locked)
+        if not locked.address:  # one address's answers say nothing of the list's others
+            _list_sweeps(locked)
     locked.save(update_fields=["errors", "misbehaving", "swept", "finished"])
     if complete:
         release(run)

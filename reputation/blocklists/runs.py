@@ -75,14 +75,18 @@ class RunPlan:
     self_test: SweepOutcome = field(default_factory=SweepOutcome)
 
 
-def pool_targets(pool: str | None = None) -> list[Target]:
-    """Every address of every pool (or of `pool`), in id order."""
+def pool_targets(pool: str | None = None, address: str | None = None) -> list[Target]:
+    """Every address of every pool (or of `pool`, or just `address`), in id order."""
     rows = PoolAddress.objects.order_by("id")
     if pool is not None:
         if not Pool.objects.filter(name=pool).exists():
             names = ", ".join(Pool.objects.order_by("name").values_list("name", flat=True))
             raise RunError(f"no pool named {pool!r} (pools: {names or 'none'})")
         rows = rows.filter(pool__name=pool)
+    if address is not None:
+        rows = rows.filter(address=address)
+        if not rows.exists():
+            raise RunError(f"{address} is in no pool")
     return [Target(*row) for row in rows.values_list("id", "address", "hostname", "pool__name")]
 
 
@@ -162,17 +166,29 @@ def daily_cap(blocklist: Blocklist) -> int:
 
 
 def start_run(
-    *, trigger: str, pool: str | None = None, zones: list[str] | None = None, force: bool = False
+    *,
+    trigger: str,
+    pool: str | None = None,
+    zones: list[str] | None = None,
+    force: bool = False,
+    address: str | None = None,
 ) -> RunPlan:
     """Record a run, lease and self-test its lists, and plan its chunks (raises RunError on
-    an unknown pool or list)."""
-    targets = pool_targets(pool)
+    an unknown pool or list, or an `address` in no pool)."""
+    targets = pool_targets(pool, address)
     blocklists = chosen_blocklists(zones)
     # Admins may have disabled a list, changed its weight or a pool's rotation setting.
-    listings.refresh_rotation(pool=pool or "")
+    if address is None:
+        listings.refresh_rotation(pool=pool or "")
+    else:
+        listings.refresh_rotation([address])
     now = timezone.now()
     run = CheckRun.objects.create(
-        trigger=trigger, pool=pool or "", zones=list(zones or []), addresses=len(targets)
+        trigger=trigger,
+        pool=pool or "",
+        zones=list(zones or []),
+        address=address or "",
+        addresses=len(targets),
     )
     leased, run.skipped = lease(run, blocklists, now)
     tested = _self_test(run, leased)
@@ -420,6 +436,8 @@ def chunk_targets(run: CheckRun, chunk: Chunk) -> list[Target]:
     rows = PoolAddress.objects.order_by("id")
     if run.pool:
         rows = rows.filter(pool__name=run.pool)
+    if run.address:
+        rows = rows.filter(address=run.address)
     if "first" in chunk:
         rows = rows.filter(id__gte=chunk["first"], id__lte=chunk["last"])
     else:
@@ -439,6 +457,8 @@ def _own_names(run: CheckRun, targets: list[Target], chunk: Chunk) -> list[str]:
     first = PoolAddress.objects.filter(hostname__in=names)
     if run.pool:
         first = first.filter(pool__name=run.pool)
+    if run.address:
+        first = first.filter(address=run.address)
     first = first.values("hostname")
     homes = {
         row["hostname"]
@@ -502,6 +522,73 @@ def run_now(
     report = _report(plan, outcomes)
     report.elapsed = time.monotonic() - started
     return report
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One list's answer about one target (an address or its HELO name) in a check."""
+
+    zone: str
+    target: str
+    status: str  # listed, clean or unknown
+    codes: tuple[str, ...] = ()
+    error: str = ""  # the unknown kind
+
+
+@dataclass
+class AddressReport:
+    """What a "check now" of one address found and changed."""
+
+    run: int
+    address: str
+    answers: list[Answer]
+    opened: list[str]  # lists whose listing of the address (or its name) this check opened
+    closed: list[str]  # and those whose listing it closed
+    misbehaving: list[str]  # lists that failed their self-test: not asked
+    skipped: dict[str, str]  # lists another run was sweeping: not asked
+    seconds: float
+
+
+def check_address(*, address: str) -> AddressReport:
+    """Sweep one pool address (and its HELO name) on every enabled list now, as a sweep does
+    (`start_run` and `run_chunk`, in a run of its own): listings open and close, rotation
+    and alerts follow. Bounded by the DNS timeout: a self-test, its retry and the look-ups.
+    Raises RunError when the address is in no pool."""
+    started = time.monotonic()
+    before = _open_zones(address)
+    plan = start_run(trigger=CheckRun.Trigger.ADDRESS, address=address, force=True)
+    outcomes = []
+    try:
+        for index, chunk in enumerate(plan.chunks):
+            outcomes.append(run_chunk(plan.run, index, chunk))
+    finally:
+        release(plan.run)  # done, or failed: either way no list stays held
+    after = _open_zones(address)
+    answers = [
+        Answer(r.zone, r.target, r.verdict.status, r.verdict.codes, r.verdict.error)
+        for outcome in outcomes
+        for r in outcome.results
+    ]
+    return AddressReport(
+        run=plan.run.pk,
+        address=address,
+        answers=sorted(answers, key=lambda a: (a.status != dnsbl.LISTED, a.zone, a.target)),
+        opened=sorted(after - before),
+        closed=sorted(before - after),
+        misbehaving=sorted(plan.run.misbehaving),
+        skipped=dict(plan.run.skipped),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _open_zones(address: str) -> set[str]:
+    """The lists with an open listing of the address or its HELO name."""
+    names = [
+        address,
+        *PoolAddress.objects.filter(address=address).values_list("hostname", flat=True),
+    ]
+    listed = Listing.objects.filter(address__in=[n for n in names if n], closed__isnull=True)
+    return set(listed.values_list("blocklist__zone", flat=True))
 
 
 def _report(plan: RunPlan, outcomes: list[SweepOutcome]) -> Report:

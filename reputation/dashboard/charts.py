@@ -61,13 +61,6 @@ CHARTS = {
             paged=True,
         ),
         Chart(
-            "status",
-            "Current status of every address on every list",
-            "reputation.dashboard.history.status_figure",
-            "Click a cell to open the address.",
-            ranged=False,
-        ),
-        Chart(
             "sweeps",
             "Sweep health",
             "reputation.dashboard.history.sweep_figure",

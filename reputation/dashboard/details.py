@@ -68,7 +68,8 @@ def span_text(delta: timedelta) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
-def _time_text(at: datetime) -> str:
+def local_text(at: datetime) -> str:
+    """A time in the active time zone, labelled with it, as templates and charts show it."""
     return figures.local_text(at)
 
 
@@ -164,7 +165,7 @@ def address_detail(
     """What the address page shows; None for an address of no pool that was never listed.
     A pool address's HELO/rDNS name counts with it (its listings and answers)."""
     now = now or timezone.now()
-    address = _normalised(address)
+    address = normalised(address)
     pool_address = _pool_address(address)
     hostname = pool_address.hostname if pool_address else ""
     targets = [address, hostname] if hostname else [address]
@@ -188,7 +189,8 @@ def address_detail(
     )
 
 
-def _normalised(address: str) -> str:
+def normalised(address: str) -> str:
+    """An address as stored (IPv6 compressed, IPv4-mapped as IPv4), a name lower-case."""
     text = address.strip()
     ip = dnsbl.ip_or_none(text)
     return str(ip) if ip else text.lower().rstrip(".")
@@ -227,7 +229,7 @@ def rotation_state(*, pool_address: PoolAddress | None, listings: Iterable[Listi
     if not major:  # the sweep's rotation state is ahead of (or behind) the listings
         return f"out: listed ({pool_address.listed_reason or 'on a major list'})"
     zones = ", ".join(dict.fromkeys(x.blocklist.zone for x in major))
-    return f"out: listed on {zones} since {_time_text(major[0].opened)}"
+    return f"out: listed on {zones} since {local_text(major[0].opened)}"
 
 
 def _checks(targets: list[str], pool: str) -> list[CheckRow]:
@@ -300,10 +302,10 @@ def _shade(row: ListingRow, rng: TimeRange) -> dict:
 
 
 def _listing_text(row: ListingRow) -> str:
-    until = f"closed {_time_text(row.closed)}" if row.closed else "still listed"
+    until = f"closed {local_text(row.closed)}" if row.closed else "still listed"
     return (
         f"{row.address} on {row.zone} ({row.weight})<br>{row.codes_text}<br>"
-        f"opened {_time_text(row.opened)}, {until} ({row.duration_text})"
+        f"opened {local_text(row.opened)}, {until} ({row.duration_text})"
     )
 
 

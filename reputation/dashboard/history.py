@@ -1,5 +1,6 @@
 """The dashboard's history charts: DSN volume against its usual band with the spikes on it, the
-listing timeline, the current status of every address on every list, and sweep health.
+listing timeline, and sweep health (the current listings are a paged table:
+`reputation.dashboard.matrix`).
 
 Each reads grouped or capped rows (a handful of queries per chart, none per bucket, address or
 list), so a year of data for a thousand addresses draws about as fast as a day. Points that
@@ -19,7 +20,6 @@ from django.db import connection
 from django.db.models import Count, FloatField, Func, Q, QuerySet, Sum
 
 from reputation.alerts.events import listing_severity, pool_kinds
-from reputation.blocklists import dnsbl
 from reputation.dashboard import figures
 from reputation.dashboard.figures import COLOURS, detail_url, iso
 from reputation.dashboard.timerange import (
@@ -30,7 +30,7 @@ from reputation.dashboard.timerange import (
     rows_in,
     to_datetime,
 )
-from reputation.models import AddressCheck, Blocklist, CheckRun, Listing, Spike
+from reputation.models import CheckRun, Listing, Spike
 from reputation.spikes.baseline import (
     HOUR_OF_DAY,
     HOUR_OF_WEEK,
@@ -40,7 +40,7 @@ from reputation.spikes.baseline import (
     threshold_of,
 )
 from reputation.spikes.detection import thresholds_by_series
-from routing.models import DSNCount, DSNTotal, PoolAddress
+from routing.models import DSNCount, DSNTotal
 
 DAY = timedelta(days=1)
 MAX_SPIKES = 200
@@ -364,180 +364,6 @@ def _listing_text(row: ListingRow) -> str:
     )
 
 
-# --- current status ----------------------------------------------------------------------------
-
-UNKNOWN, CLEAN, MINOR, MAJOR = -1, 0, 1, 2
-STATUS_TEXT = {
-    None: "not checked (the list does not answer for it)",
-    UNKNOWN: "no trusted answer yet",
-    CLEAN: "clean",
-    MINOR: "listed (minor list)",
-    MAJOR: "listed (major list)",
-}
-# Discrete colours for -1…2 over zmin -1.5, zmax 2.5: a quarter of the scale each.
-STATUS_SCALE = [
-    [0.0, COLOURS["unknown"]],
-    [0.25, COLOURS["unknown"]],
-    [0.25, COLOURS["clean"]],
-    [0.5, COLOURS["clean"]],
-    [0.5, COLOURS["listed-minor"]],
-    [0.75, COLOURS["listed-minor"]],
-    [0.75, COLOURS["listed-major"]],
-    [1.0, COLOURS["listed-major"]],
-]
-
-
-@dataclass(frozen=True)
-class StatusMatrix:
-    addresses: list[str]  # rows
-    pools: list[str]  # each row's pool
-    hostnames: list[str]  # each row's HELO/rDNS name ("" if none)
-    zones: list[str]  # columns: enabled IP lists, then enabled domain lists
-    kinds: list[str]  # each column's kind (ip or domain)
-    weights: list[str]  # each column's weight
-    values: list[list[int | None]]  # MAJOR, MINOR, CLEAN, UNKNOWN; None: not applicable
-    since: list[list[datetime | None]]  # when the open listing of a listed cell opened
-
-
-def status_matrix(*, pool: str | None = None) -> StatusMatrix:
-    """Every pool address (of `pool`, or all) on every enabled list, now: listed while a
-    listing is open (or the last trusted answer says listed), clean when the last trusted
-    answer says so, unknown before any trusted answer. An IP list answers for IPv4, IPv6 or
-    both, as it says; a domain list for the address's hostname, if it has one."""
-    addresses = PoolAddress.objects.order_by("pool__name", "id")
-    if pool:
-        addresses = addresses.filter(pool__name=pool)
-    rows = list(addresses.values_list("address", "hostname", "pool__name"))
-    lists = list(Blocklist.objects.filter(enabled=True).order_by("-kind", "zone"))
-    # A join, not blocklist_id IN (…): SQLite would then read by the blocklist index, slower
-    # than the scan of every pair.
-    enabled = Q(blocklist__enabled=True) & (_targets_of(rows) if pool else Q())
-    checks = _by_list(AddressCheck.objects.filter(enabled), "status")
-    opened = _by_list(Listing.objects.filter(enabled, closed__isnull=True), "opened")
-    targets = {
-        "ip": [a for a, _, _ in rows],
-        "ipv4": [None if ":" in a else a for a, _, _ in rows],
-        "ipv6": [a if ":" in a else None for a, _, _ in rows],
-        "domain": [h or None for _, h, _ in rows],
-    }
-    columns = [
-        _column(b, targets[_targets_key(b)], checks.get(b.pk, {}), opened.get(b.pk, {}))
-        for b in lists
-    ]
-    return StatusMatrix(
-        addresses=[r[0] for r in rows],
-        pools=[r[2] for r in rows],
-        hostnames=[r[1] for r in rows],
-        zones=[b.zone for b in lists],
-        kinds=[b.kind for b in lists],
-        weights=[b.weight for b in lists],
-        values=_rows_of([values for values, _ in columns], len(rows)),
-        since=_rows_of([since for _, since in columns], len(rows)),
-    )
-
-
-def _by_list(rows: QuerySet, field: str) -> dict[int, dict[str, object]]:
-    """{blocklist id: {address: field}} for the rows."""
-    found: dict[int, dict[str, object]] = defaultdict(dict)
-    for address, blocklist, value in rows.order_by().values_list("address", "blocklist_id", field):
-        found[blocklist][address] = value
-    return found
-
-
-def _targets_of(rows: list[tuple[str, str, str]]) -> Q:
-    """Rows about these addresses and their hostnames. A list, not a subquery: PostgreSQL
-    stores pool addresses as inet, which does not compare with text columns."""
-    return Q(address__in=[a for a, _, _ in rows] + [h for _, h, _ in rows if h])
-
-
-def _targets_key(blocklist: Blocklist) -> str:
-    if blocklist.kind == dnsbl.DOMAIN:
-        return "domain"
-    if not blocklist.ipv4:
-        return "ipv6"
-    return "ip" if blocklist.ipv6 else "ipv4"
-
-
-def _column(
-    blocklist: Blocklist,
-    targets: list[str | None],
-    checks: dict[str, str],
-    opened: dict[str, datetime],
-) -> tuple[list[int | None], list[datetime | None]]:
-    """One list's column: its value and listing start for each target (None: not asked).
-    Plain comprehensions: this runs for every one of 20,480 cells."""
-    weight = MAJOR if blocklist.weight == Blocklist.Weight.MAJOR else MINOR
-    values = [
-        None
-        if t is None
-        else weight
-        if t in opened or checks.get(t) == dnsbl.LISTED
-        else (CLEAN if t in checks else UNKNOWN)
-        for t in targets
-    ]
-    return values, [opened.get(t) for t in targets]
-
-
-def _rows_of(columns: list[list], height: int) -> list[list]:
-    return (
-        [list(row) for row in zip(*columns, strict=True)]
-        if columns
-        else [[] for _ in range(height)]
-    )
-
-
-def status_figure(*, pool: str | None = None) -> dict:
-    """A heat map of status_matrix: addresses down, lists across; clicking a cell opens the
-    address."""
-    matrix = status_matrix(pool=pool)
-    url = detail_url("address")
-    domain = [kind == dnsbl.DOMAIN for kind in matrix.kinds]
-    text = [
-        [
-            _status_text(value, at, hostname if is_domain else "")
-            for value, at, is_domain in zip(values, since, domain, strict=True)
-        ]
-        for values, since, hostname in zip(
-            matrix.values, matrix.since, matrix.hostnames, strict=True
-        )
-    ]
-    trace = {
-        "type": "heatmap",
-        "x": matrix.zones,
-        "y": matrix.addresses,
-        "z": matrix.values,
-        "zmin": -1.5,
-        "zmax": 2.5,
-        "colorscale": STATUS_SCALE,
-        "colorbar": {
-            "tickvals": [UNKNOWN, CLEAN, MINOR, MAJOR],
-            "ticktext": ["unknown", "clean", "minor list", "major list"],
-            "thickness": 12,
-        },
-        "xgap": 1,
-        "ygap": 1,
-        # One link for the whole trace, not one per cell: a thousand rows of twenty URLs
-        # would make the figure a megabyte. The page's script puts the row's address in.
-        "meta": {"link": url("PWROW").replace("PWROW", "{y}")},
-        "text": text,
-        "hovertemplate": "%{y} on %{x}<br>%{text}<extra></extra>",
-    }
-    layout = {
-        "margin": {"l": 50, "r": 20, "t": 10, "b": 40},
-        "height": min(1600, max(250, 16 * len(matrix.addresses) + 140)),
-        "xaxis": {"type": "category", "side": "top", "tickangle": -30, "automargin": True},
-        "yaxis": {"type": "category", "autorange": "reversed", "automargin": True},
-    }
-    return figures.figure([trace], layout)
-
-
-def _status_text(value: int | None, since: datetime | None, hostname: str) -> str:
-    text = STATUS_TEXT[value]
-    if since is not None:
-        text = f"{text} since {figures.local_text(since)}"
-    return f"{hostname}: {text}" if hostname else text
-
-
 # --- sweep health ------------------------------------------------------------------------------
 
 
@@ -581,7 +407,8 @@ def sweep_health(*, rng: TimeRange, pool: str | None = None) -> SweepHealth:
     factor = math.ceil(count / MAX_SWEEP_POINTS)
     step = rng.step * factor
     buckets = [rng.start + i * step for i in range(math.ceil(count / factor))]
-    runs = CheckRun.objects.filter(started__gte=rng.start, started__lt=rng.end)
+    # A "check now" of one address is no sweep: its second would pull the mean duration down.
+    runs = CheckRun.objects.filter(started__gte=rng.start, started__lt=rng.end, address="")
     if pool:
         runs = runs.filter(Q(pool=pool) | Q(pool=""))
 

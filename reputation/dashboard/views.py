@@ -1,6 +1,8 @@
-"""The dashboard: the admin index with the overview and charts, each chart's data as JSON for
-its filters, and the address, blocklist and spike pages. Staff only (wrapped in
-`admin.site.admin_view` by the URL conf); reading needs the viewers' permissions.
+"""The dashboard: the admin index with the overview, the listing matrix and charts, each
+chart's data as JSON for its filters, the address search, the address, blocklist and spike
+pages, and an operator's "check now" of one address. Staff only (wrapped in
+`admin.site.admin_view` by the URL conf, which adds CSRF protection); reading needs the
+viewers' permissions, checking an address the operators'.
 
 Pages and JSON are gzipped (`gzip_page`, not site-wide middleware: the API and the login page
 stay as they are). BREACH needs a secret and attacker-chosen text in one compressed response:
@@ -11,19 +13,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.gzip import gzip_page
+from django.views.decorators.http import require_POST
 
+from reputation.blocklists import runs
 from reputation.dashboard import charts, details, timerange, zones
+from reputation.dashboard.matrix import SORTS, listing_matrix
 from reputation.dashboard.overview import overview
-from reputation.models import Blocklist, Spike
+from reputation.dashboard.search import search
+from reputation.models import Blocklist, CheckRun, Spike
+from routing import changes
 from routing.models import Pool
 
 VIEW_PERMISSION = "reputation.view_listing"  # every viewer and operator has it
+CHECK_PERMISSION = "reputation.add_checkrun"  # operators (and superusers) only
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,11 @@ def dashboard_context(request: HttpRequest) -> dict:
     if not request.user.has_perm(VIEW_PERMISSION):
         return {}
     cards, problems = chart_cards(request.GET)
+    get = request.GET
     return {
         "dashboard": overview(),
+        "matrix": listing_matrix(sort=get.get("msort", ""), page=get.get("mpage", 1)),
+        "matrix_sorts": SORTS,
         "zone": zones.choices(request),
         "refreshable": True,
         "filter_problem": " ".join(problems),
@@ -220,3 +232,54 @@ def spike(request: HttpRequest, pk: int) -> HttpResponse:
         filtered=page_filters(request),
         detail=detail,
     )
+
+
+def find(request: HttpRequest) -> HttpResponse:
+    """The address search: one match opens its page, several are listed."""
+    require_view(request)
+    result = search(query=request.GET.get("q", ""))
+    if result.only is not None:
+        return redirect("dashboard:address", result.only.address)
+    page = {"title": "Address search", "result": result}
+    return render(request, "dashboard/search.html", admin.site.each_context(request) | page)
+
+
+@require_POST
+def check_now(request: HttpRequest, address: str) -> HttpResponse:
+    """Sweep one pool address on every enabled list now (operators), record who asked, and
+    show what came back on the address page."""
+    if not request.user.has_perm(CHECK_PERMISSION):
+        raise PermissionDenied
+    address = details.normalised(address)
+    try:
+        report = runs.check_address(address=address)
+    except runs.RunError as exc:
+        messages.error(request, f"Not checked: {exc}.")
+        return redirect("dashboard:address", address)
+    run = CheckRun.objects.get(pk=report.run)
+    changes.record(user=request.user, obj=run, action=changes.Action.ADDED)
+    level = messages.WARNING if report.opened or not report.answers else messages.SUCCESS
+    messages.add_message(request, level, check_text(report))
+    return redirect(reverse("dashboard:address", args=[address]) + "#pw-check")
+
+
+def check_text(report: runs.AddressReport) -> str:
+    """A check's result in a few sentences."""
+    listed = [f"{a.zone} ({', '.join(a.codes)})" for a in report.answers if a.status == "listed"]
+    clean = sum(a.status == "clean" for a in report.answers)
+    unknown = [f"{a.zone} ({a.error})" for a in report.answers if a.status == "unknown"]
+    parts = [f"Checked {report.address} on {len(report.answers)} lists in {report.seconds:.1f} s"]
+    parts.append(f"listed on {', '.join(listed)}" if listed else "listed nowhere")
+    parts.append(f"{clean} clean")
+    if unknown:
+        parts.append(f"no answer from {', '.join(unknown)}")
+    text = ": ".join(parts[:2]) + "; " + "; ".join(parts[2:]) + "."
+    if report.opened:
+        text += f" Listing opened on {', '.join(report.opened)}."
+    if report.closed:
+        text += f" Listing closed on {', '.join(report.closed)}."
+    if report.misbehaving:
+        text += f" Not asked (failed self-test): {', '.join(report.misbehaving)}."
+    if report.skipped:
+        text += f" Not asked (a sweep holds them): {', '.join(sorted(report.skipped))}."
+    return text

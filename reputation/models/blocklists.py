@@ -166,9 +166,16 @@ class CheckRun(models.Model):
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
         COMMAND = "command", "check_blocklists"
+        ADDRESS = "address", "Check now (one address)"
 
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     pool = models.CharField(max_length=64, blank=True, help_text="Only this pool, if set.")
+    address = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Only this pool address (and its HELO name), if set: a dashboard "
+        '"check now". Its answers apply as a sweep\'s, but it records no list sweep.',
+    )
     zones = models.JSONField(default=list, blank=True, help_text="Only these lists, if set.")
     started = models.DateTimeField(default=timezone.now)
     finished = models.DateTimeField(null=True, blank=True)
@@ -203,7 +210,14 @@ class CheckRun(models.Model):
         indexes = [models.Index(fields=["started"])]
 
     def __str__(self) -> str:
-        return f"{self.trigger} {self.started:%Y-%m-%d %H:%M}"
+        what = f"check now {self.address}" if self.address else self.trigger
+        return f"{what} {self.started:%Y-%m-%d %H:%M}"
+
+    @property
+    def partial(self) -> bool:
+        """Whether the run covers less than every enabled list on every pool address: one
+        pool, named lists, one address, or lists left out because another run held them."""
+        return bool(self.pool or self.zones or self.address or self.skipped)
 
 
 class ChunkDone(models.Model):
@@ -311,7 +325,11 @@ class Listing(models.Model):
 
     class Meta:
         ordering = ["-opened"]
-        indexes = [models.Index(fields=["opened"]), models.Index(fields=["address", "opened"])]
+        indexes = [
+            models.Index(fields=["opened"]),
+            models.Index(fields=["address", "opened"]),
+            models.Index(fields=["closed"], name="listing_closed"),  # recently closed ones
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["address", "blocklist"],

@@ -388,26 +388,128 @@ def test_clicking_a_spike_opens_it(page, live_server, viewer, data):
     screenshot(page, "spike")
 
 
-def test_clicking_a_status_cell_opens_the_address(page, live_server, viewer, data):
-    """The heat map's cell of a listed address opens that address's page."""
+def test_listing_matrix_shows_listed_addresses_and_pages(page, live_server, viewer, data):
+    """The matrix holds the listed address under its list and the recently delisted one; with
+    more than a page of listings, "next" shows the rest and the address opens its page."""
+    from reputation.dashboard.matrix import PAGE_SIZE
+    from reputation.models import Listing
+
     login(page, live_server, viewer)
-    wait_drawn(page, "status")
-    page.locator("#pw-chart-status").scroll_into_view_if_needed()
-    point = page.evaluate(
-        """() => {
-            const plot = document.querySelector("#pw-chart-status .pw-plot");
-            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-            const box = plot.getBoundingClientRect();
-            return {
-                x: box.left + xa._offset + xa.d2p("zen.test"),
-                y: box.top + ya._offset + ya.d2p("192.0.2.1"),
-            };
-        }"""
+    matrix = page.locator("#pw-matrix")
+    row = matrix.locator('tr[data-address="192.0.2.1"]')
+    assert "listed" in row.inner_text() and "127.0.0.2" in row.inner_text()
+    assert "zen.test" in matrix.locator("thead").text_content()
+    assert "was listed until" in matrix.locator('tr[data-address="198.51.100.2"]').inner_text()
+    assert matrix.locator(".pw-pages").count() == 0
+    Listing.objects.bulk_create(
+        Listing(
+            address=f"10.0.0.{i}",
+            pool="normal",
+            blocklist=data["zen"],
+            codes=["127.0.0.2"],
+            opened=NOW - timedelta(hours=i),
+        )
+        for i in range(PAGE_SIZE + 5)
     )
-    page.mouse.move(point["x"], point["y"])
-    page.mouse.click(point["x"], point["y"])
-    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/192.0.2.1/", timeout=10_000)
-    assert "zen.test" in page.inner_text("#content")
+    page.goto(f"{live_server.url}/admin/?msort=address")
+    first = page.locator("#pw-matrix tbody tr").all_inner_texts()
+    assert len(first) == PAGE_SIZE and first[0].startswith("10.0.0.0")
+    page.click("#pw-matrix .pw-pages a[rel=next]")
+    page.wait_for_url("**mpage=2**")
+    rest = [r.split()[0] for r in page.locator("#pw-matrix tbody tr").all_inner_texts()]
+    assert "192.0.2.1" in rest and "10.0.0.0" not in rest
+    screenshot(page, "matrix-page-2")
+    page.click('#pw-matrix a[href$="/address/192.0.2.1/"]')
+    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/192.0.2.1/")
+
+
+def test_search_box_opens_an_address_or_lists_matches(page, live_server, viewer, data):
+    login(page, live_server, viewer)
+    page.fill("#pw-search-q", "192.0.2.2")
+    page.press("#pw-search-q", "Enter")
+    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/192.0.2.2/")
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#pw-search-q", "198.51.100.")
+    page.press("#pw-search-q", "Enter")
+    page.wait_for_selector(".pw-matches")
+    found = page.locator(".pw-matches tbody tr").all_inner_texts()
+    assert [r.split()[0] for r in found] == [f"198.51.100.{i}" for i in range(4)]
+    page.click('.pw-matches a[href$="/address/198.51.100.2/"]')
+    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/198.51.100.2/")
+    assert "minor.test" in page.inner_text("#content")
+
+
+@pytest.fixture
+def delisted(data, rbldnsd, settings):
+    """192.0.2.1 listed on dynamic.test (a major list closing on one clean answer), which
+    rbldnsd no longer lists: the address was just delisted."""
+    from reputation.models import Blocklist, Listing
+    from tests.reputation.conftest import DYNAMIC_EMPTY
+
+    settings.POOLWARDEN_NAMESERVERS = [rbldnsd.nameserver]
+    settings.POOLWARDEN_DNS_TIMEOUT = 1
+    rbldnsd.write_zone("dynamic.zone", DYNAMIC_EMPTY)
+    dynamic = Blocklist.objects.create(
+        zone="dynamic.test",
+        weight="major",
+        clean_to_close=1,
+        max_in_flight=0,
+        max_qps=0,
+        codes={"127.0.0.2": "dynamic listing"},
+        delist_url="https://dynamic.test/remove",
+    )
+    return Listing.objects.create(
+        address="192.0.2.1",
+        pool="normal",
+        blocklist=dynamic,
+        codes=["127.0.0.2"],
+        meanings=["dynamic listing"],
+        opened=NOW - timedelta(hours=3),
+    )
+
+
+def test_operator_checks_a_delisted_address_now(page, live_server, operator, delisted):
+    """The operator clicks "check now" on the listed address: rbldnsd answers, the page says
+    what came back, and the listing is closed."""
+    from reputation.models import CheckRun, Listing
+
+    login(page, live_server, operator)
+    row = page.locator('.pw-listed tr[data-address="192.0.2.1"]')
+    assert "dynamic.test" in row.inner_text()
+    assert row.locator('a[href="https://dynamic.test/remove"]').count() == 1
+    row.locator("button", has_text="Check now").click()
+    page.wait_for_url(f"{live_server.url}/admin/dashboard/address/192.0.2.1/#pw-check")
+    message = page.inner_text(".messagelist")
+    assert "Checked 192.0.2.1" in message and "Listing closed on dynamic.test." in message
+    delisted.refresh_from_db()
+    assert delisted.closed is not None
+    assert CheckRun.objects.get(address="192.0.2.1").finished is not None
+    table = page.inner_text("#content")
+    assert "open" in table  # zen.test: one clean answer of the two it needs
+    screenshot(page, "check-now")
+    page.goto(f"{live_server.url}/admin/")
+    assert (
+        "dynamic.test" not in page.locator('.pw-listed tr[data-address="192.0.2.1"]').inner_text()
+    )
+    assert Listing.objects.filter(address="192.0.2.1", closed=None).count() == 1
+
+
+def test_viewer_has_no_check_now_and_a_forged_post_is_refused(page, live_server, viewer, delisted):
+    from reputation.models import CheckRun
+
+    login(page, live_server, viewer)
+    assert page.locator('.pw-listed tr[data-address="192.0.2.1"]').count() == 1
+    assert page.locator("button", has_text="Check now").count() == 0
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{live_server.url}/admin/dashboard/address/192.0.2.1/check/",
+        form={"csrfmiddlewaretoken": csrf},
+        headers={"Referer": f"{live_server.url}/admin/", "X-CSRFToken": csrf},
+    )
+    assert response.status == 403
+    assert not CheckRun.objects.filter(address="192.0.2.1").exists()
+    delisted.refresh_from_db()
+    assert delisted.closed is None
 
 
 def test_detail_pages_render(page, live_server, viewer, data):

@@ -33,6 +33,8 @@ def test_metrics_report_listings_rotation_spikes_sweeps_and_traffic(client, oper
     Spike.objects.create(dimension="all", started=now, peak=90, baseline=4, cause="backscatter")
     finished = now - timedelta(minutes=7)
     CheckRun.objects.create(trigger="schedule", started=finished, finished=finished)
+    checked = now - timedelta(minutes=1)  # a "check now" of one address is no sweep
+    CheckRun.objects.create(trigger="address", address="192.0.2.5", started=checked, finished=now)
     minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
     for back in (0, 1, 2):  # the scrape may fall into the next minute
         RoutingCount.objects.create(

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db.models import F
+from django.utils import timezone
 
 from reputation.dashboard import details
 from reputation.dashboard.timerange import TimeRange, parse
@@ -101,6 +102,9 @@ def test_listed_address_is_out_since_its_oldest_open_major_listing():
     assert detail.rotation == (
         "out: listed on zen.example, other.example since 2026-11-25 08:15 UTC"
     )
+    with timezone.override("Europe/Paris"):  # in the active zone, as the tables show times
+        detail = details.address_detail(address="192.0.2.1", rng=WEEK, now=NOW)
+    assert detail.rotation.endswith("since 2026-11-25 09:15 CET")
 
 
 def test_address_taken_out_by_an_admin_says_who():

@@ -1,5 +1,5 @@
 """The dashboard's history charts on known rows: DSN volume and its baseline with the spikes,
-the listing timeline, the current status heat map and sweep health."""
+the listing timeline and sweep health."""
 
 from __future__ import annotations
 
@@ -14,22 +14,16 @@ from django.urls import reverse
 from reputation.dashboard import history
 from reputation.dashboard.figures import detail_url
 from reputation.dashboard.history import (
-    CLEAN,
-    MAJOR,
-    MINOR,
     SEVERITY_COLOURS,
-    UNKNOWN,
     dsn_figure,
     dsn_volume,
     listing_timeline,
     listing_timeline_figure,
-    status_figure,
-    status_matrix,
     sweep_figure,
     sweep_health,
 )
 from reputation.dashboard.timerange import TimeRange
-from reputation.models import AddressCheck, Blocklist, CheckRun, DSNHourly, Listing, Spike
+from reputation.models import Blocklist, CheckRun, DSNHourly, Listing, Spike
 from routing.models import DSNCount, DSNTotal, IPRange, Pool, PoolAddress, SettingChange
 
 pytestmark = pytest.mark.django_db
@@ -113,12 +107,6 @@ def listing(address: str, blocklist: Blocklist, opened: datetime, closed=None, p
         meanings=["SBL"],
         opened=opened,
         closed=closed,
-    )
-
-
-def check(address: str, blocklist: Blocklist, status: str) -> None:
-    AddressCheck.objects.create(
-        address=address, blocklist=blocklist, status=status, checked=START, fresh_until=END
     )
 
 
@@ -377,84 +365,6 @@ def test_listing_figure_draws_bars_per_severity_from_open_to_close(pools, lists)
     assert taller["layout"]["height"] > fig["layout"]["height"]
 
 
-# --- current status ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def states(pools, lists):
-    """192.0.2.1: major listed (its name too, on the domain list), minor clean;
-    192.0.2.2: never checked on major (an old listing closed), minor listed;
-    2001:db8::1: clean on minor (major does not answer for IPv6);
-    198.51.100.1: clean on major."""
-    major, minor, dbl = lists["major"], lists["minor"], lists["dbl"]
-    listing("192.0.2.1", major, at(5))
-    check("192.0.2.1", major, "listed")
-    check("192.0.2.1", minor, "clean")
-    listing("mail1.example.net", dbl, at(6))
-    listing("192.0.2.2", major, at(-5), closed=at(-4))
-    listing("192.0.2.2", minor, at(7))
-    check("2001:db8::1", minor, "clean")
-    check("198.51.100.1", major, "clean")
-    listing("198.51.100.1", lists["off"], at(1), pool="risky")  # a disabled list: not shown
-
-
-def test_status_matrix_gives_each_address_its_state_on_each_enabled_list(
-    states, django_assert_max_num_queries
-):
-    """Listed on a major list: 2 (with since), on a minor one: 1, clean: 0, no trusted answer:
-    -1; a list that does not answer for the address (IPv6, no hostname) has no value."""
-    with django_assert_max_num_queries(4):
-        matrix = status_matrix()
-    assert matrix.zones == ["major.test", "minor.test", "dbl.test"]
-    assert matrix.addresses == ["192.0.2.1", "192.0.2.2", "2001:db8::1", "198.51.100.1"]
-    assert matrix.values == [
-        [MAJOR, CLEAN, MAJOR],
-        [UNKNOWN, MINOR, None],
-        [None, CLEAN, None],
-        [CLEAN, UNKNOWN, None],
-    ]
-    assert matrix.since[0] == [at(5), None, at(6)]
-    assert matrix.pools == ["normal", "normal", "normal", "risky"]
-
-
-def test_status_matrix_asks_an_ipv6_only_list_about_ipv6_addresses_only(states):
-    """An IPv6-only list's column has no value for IPv4 addresses: they are never asked."""
-    v6 = Blocklist.objects.create(zone="v6.test", ipv4=False, ipv6=True)
-    check("2001:db8::1", v6, "clean")
-    matrix = status_matrix()
-    column = [row[matrix.zones.index("v6.test")] for row in matrix.values]
-    assert column == [None, None, CLEAN, None]
-
-
-def test_status_matrix_pool_filter_keeps_that_pools_addresses(states):
-    """With a pool only its addresses are rows."""
-    matrix = status_matrix(pool="risky")
-    assert matrix.addresses == ["198.51.100.1"]
-    assert matrix.values == [[CLEAN, UNKNOWN, None]]
-
-
-def test_status_figure_is_a_discrete_heat_map_linking_to_addresses(states):
-    """The heat map holds the matrix, every cell links to its address, listed cells say since
-    when, and the colour bar names the four states."""
-    fig = status_figure()
-    json.dumps(fig)
-    (trace,) = fig["data"]
-    assert trace["type"] == "heatmap"
-    assert trace["z"][1] == [UNKNOWN, MINOR, None]
-    link = trace["meta"]["link"]  # one for the trace; the page puts the row's address in
-    assert link.replace("{y}", "192.0.2.2") == reverse("dashboard:address", args=["192.0.2.2"])
-    assert trace["text"][0][0] == "listed (major list) since 2026-11-27 05:00 UTC"
-    since = "since 2026-11-27 06:00 UTC"
-    assert trace["text"][0][2] == f"mail1.example.net: listed (major list) {since}"
-    assert trace["text"][3][0] == "clean"
-    assert trace["colorbar"]["ticktext"] == ["unknown", "clean", "minor list", "major list"]
-    scale = dict((round(p, 2), c) for p, c in trace["colorscale"][1::2])
-    assert scale[0.25] != scale[0.5] != scale[0.75] != scale[1.0]
-    fewer = status_figure(pool="risky")
-    assert fewer["layout"]["height"] <= fig["layout"]["height"]
-    assert fewer["data"][0]["y"] == ["198.51.100.1"]
-
-
 # --- sweep health ------------------------------------------------------------------------------
 
 
@@ -479,6 +389,8 @@ def runs():
     run(at(10, 30), 90, pool="normal", queries=50, errors={"a.test": {"timeout": 1}})
     run(at(11), None, pool="risky", queries=10)  # not finished
     run(at(-1), 10, queries=999)  # before the range
+    check = run(at(10, 45), 1, queries=40, errors={"a.test": {"timeout": 5}})
+    CheckRun.objects.filter(pk=check.pk).update(address="192.0.2.1")  # a check now: no sweep
 
 
 def test_sweep_health_sums_each_bucket(runs):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from reputation.dashboard.overview import overview
+from reputation.dashboard.overview import human_duration, overview
 from reputation.models import Blocklist, CheckRun, Listing, ReverseDNSCheck, Spike
 from reputation.models.alerts import Event
 from routing.models import IPRange, Pool, PoolAddress, SettingChange
@@ -74,7 +74,8 @@ def test_a_listing_of_a_removed_pool_still_shows(pools):
 
 
 def test_last_sweep_sums_unknown_answers_per_list(pools):
-    """The latest run: its duration, and the lists with the most unknown answers first."""
+    """The latest complete run: its duration, and the lists with the most unknown answers
+    first; an unfinished run started before it is not shown."""
     now = timezone.now()
     CheckRun.objects.create(trigger="schedule", started=now - timedelta(hours=2))
     CheckRun.objects.create(
@@ -85,10 +86,62 @@ def test_last_sweep_sums_unknown_answers_per_list(pools):
         errors={"a.test": {"timeout": 2}, "b.test": {"timeout": 1, "refused": 4}},
         misbehaving={"c.test": "answers for 127.0.0.1"},
     )
-    sweep = overview().last_sweep
-    assert sweep.duration == timedelta(minutes=1)
+    view = overview()
+    sweep = view.last_sweep
+    assert sweep.duration == timedelta(minutes=1) and sweep.duration_text == "1 min 0 s"
     assert sweep.worst_zones == [("b.test", 5), ("a.test", 2)]
     assert sweep.misbehaving == ["c.test"]
+    assert view.last_partial is None
+
+
+def test_a_partial_run_does_not_pass_for_the_last_sweep(pools):
+    """A run of two lists, of one pool, of one address, or one that left lists out is partial:
+    the last complete sweep is the one before, and the latest partial run is shown apart,
+    with why."""
+    now = timezone.now()
+    complete = CheckRun.objects.create(
+        trigger="schedule", started=now - timedelta(hours=1), finished=now - timedelta(minutes=56)
+    )
+    partial = {
+        "zones": ["a.test", "b.test"],
+        "pool": "normal",
+        "address": "192.0.2.1",
+        "skipped": {"a.test": "run 1 is still sweeping it"},
+    }
+    for i, (name, value) in enumerate(partial.items()):
+        started = now - timedelta(minutes=30 - i)
+        CheckRun.objects.create(
+            trigger="command",
+            started=started,
+            finished=started + timedelta(seconds=23.9),
+            **{name: value},
+        )
+        view = overview()
+        assert view.last_sweep.run == complete
+        assert view.last_sweep.duration_text == "4 min 0 s"
+        assert view.last_partial.run.started == started
+        assert view.last_partial.duration_text == "24 s"
+        assert len(view.last_partial.partial) == 1
+    assert view.last_partial.partial == ["left out (another run held them): a.test"]
+
+
+def test_an_unfinished_run_is_marked_by_its_chunks(pools):
+    now = timezone.now()
+    CheckRun.objects.create(
+        trigger="schedule", started=now - timedelta(hours=2), chunks=3, chunks_done=1
+    )
+    view = overview()
+    assert view.last_sweep is None
+    state = view.last_partial
+    assert state.partial == ["2 of 3 chunks not applied"] and not state.running
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.4, "0.4 s"), (23.869849, "24 s"), (250, "4 min 10 s"), (7500, "2 h 5 min")],
+)
+def test_durations_read_as_people_say_them(seconds, text):
+    assert human_duration(timedelta(seconds=seconds)) == text
 
 
 def test_no_sweep_yet_is_none(pools):
