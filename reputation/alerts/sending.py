@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -30,6 +32,7 @@ from reputation.models.alerts import SEVERITY_RANK, Channel, Event, Notification
 
 log = logging.getLogger(__name__)
 LEASE = dt.timedelta(minutes=5)
+RENEW_EVERY = LEASE / 5  # while a send runs, its claim is pushed a whole LEASE ahead this often
 FIRST_RETRY, MAX_RETRY = 60, 3600  # seconds of backoff: 1 min doubling up to 1 h
 PENDING, SENT, FAILED = (
     Notification.Status.PENDING,
@@ -124,9 +127,7 @@ def send_batch(
     ids = [n.pk for n in batch]
     claimed = Notification.objects.filter(pk__in=ids, claimed_by=batch[0].claimed_by)
     try:
-        to = transports.for_kind(channel.kind)(channel.config).notify(
-            render([n.event for n in batch])
-        )
+        to = deliver(channel, render([n.event for n in batch]), claimed, now)
     except TransportError as exc:
         _failed(channel, claimed, exc, now, batch[0].attempts)
         report.failed.append(f"{channel.name}: {exc}")
@@ -142,6 +143,21 @@ def send_batch(
     if channel.last_error:
         Channel.objects.filter(pk=channel.pk).update(last_error="")
     report.sent += ids
+
+
+def deliver(channel: Channel, message: Message, claimed, now: dt.datetime) -> str:
+    """Send through the channel's transport in a helper thread while this one renews the claim
+    every RENEW_EVERY, so that no other worker takes it while its sender is alive (the
+    transport's timeouts bound how long that is). Returns the recipients; raises
+    TransportError."""
+    transport = transports.for_kind(channel.kind)(channel.config)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-send") as pool:
+        sending = pool.submit(transport.notify, message)
+        while not wait([sending], timeout=RENEW_EVERY.total_seconds()).done:
+            at = now + dt.timedelta(seconds=time.monotonic() - started)
+            claimed.filter(status=PENDING).update(claimed_until=at + LEASE)
+    return sending.result()
 
 
 def backoff(attempts: int) -> dt.timedelta:
