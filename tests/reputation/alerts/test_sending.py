@@ -201,6 +201,42 @@ def test_flapping_listing_does_not_alert_again(catalogue, hook, rbldnsd):
     assert Event.objects.filter(kind="listing-closed").exclude(suppressed="").count() == 1
 
 
+def test_a_relisting_that_outlasts_the_flap_window_is_alerted_once(catalogue, hook, rbldnsd):
+    know_all()
+    webhook(hook)
+    for listed in (["192.0.2.4"], [], [], ["192.0.2.4"]):  # listed, delisted, relisted
+        rbldnsd.write_zone("dynamic.zone", dynamic_listing(*listed))
+        runs.run_now(zones=["dynamic.test"])
+        run()
+    assert len(hook.requests) == 2  # the relisting is flapping: quiet for now
+    assert not run(minutes=5 * 60).sent  # within the 6 h window: still quiet
+    run(minutes=6 * 60 + 1)
+    [late] = hook.requests[2:]
+    subjects = sorted(e["subject"] for e in late.json()["events"])
+    assert subjects == [
+        "192.0.2.4 still listed on dynamic.test 6 h 1 min after it was relisted",
+        "192.0.2.4 still out of rotation 6 h 1 min after it was taken out again",
+    ]
+    assert not run(minutes=8 * 60).sent  # once
+    rbldnsd.write_zone("dynamic.zone", dynamic_listing())
+    runs.run_now(zones=["dynamic.test"])
+    runs.run_now(zones=["dynamic.test"])
+    run(minutes=9 * 60)
+    [closed] = hook.requests[3:]  # its end is alerted too, having been alerted
+    kinds = sorted(e["kind"] for e in closed.json()["events"])
+    assert kinds == ["listing-closed", "rotation-in"]
+    delisted = next(e for e in closed.json()["events"] if e["kind"] == "listing-closed")
+    assert delisted["subject"].startswith("192.0.2.4 delisted from dynamic.test (listed for ")
+
+
+def test_durations_read_as_people_say_them():
+    assert events.duration_text(dt.timedelta(hours=3, minutes=20, seconds=40)) == "3 h 20 min"
+    assert events.duration_text(dt.timedelta(days=2, hours=5)) == "2 d 5 h"
+    assert events.duration_text(dt.timedelta(minutes=45)) == "45 min"
+    assert events.duration_text(dt.timedelta(hours=6)) == "6 h"
+    assert events.duration_text(dt.timedelta(seconds=20)) == "under a minute"
+
+
 def test_first_sweep_of_new_addresses_is_one_summary(catalogue, hook):
     webhook(hook)
     runs.run_now()
