@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -274,12 +273,11 @@ def spike_json(event: Event) -> dict | None:
 
 def render(events: list[Event]) -> Message:
     """One message about the events: plain text, HTML and the webhook events[]."""
-    worst = max((e.severity for e in events), key=SEVERITY_RANK.__getitem__)
-    if len(events) == 1:
-        title = events[0].subject
-    else:
-        kinds = Counter(e.get_kind_display().lower() for e in events)
-        title = f"{len(events)} alerts: " + ", ".join(f"{n} {k}" for k, n in kinds.items())
+    lead = headline(events)
+    worst = lead.severity
+    title = lead.subject
+    if len(events) > 1:
+        title += f" and {len(events) - 1} more alert{'s' if len(events) > 2 else ''}"
     subject = f"[Poolwarden {worst.upper()}] {title}"[:250]
     blocks = [_lines(e) for e in events]
     text = "\n\n".join("\n".join(block) for block in blocks) + "\n"
@@ -288,6 +286,12 @@ def render(events: list[Event]) -> Message:
         for b in blocks
     )
     return Message(subject, text, html, [as_json(e) for e in events], worst)
+
+
+def headline(events: list[Event]) -> Event:
+    """The event a digest's subject names: the most severe, one with an address and a list
+    before one without, the earliest of equals."""
+    return max(events, key=lambda e: (SEVERITY_RANK[e.severity], bool(e.zone), bool(e.address)))
 
 
 def _lines(event: Event) -> list[str]:

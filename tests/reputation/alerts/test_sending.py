@@ -115,6 +115,28 @@ def test_webhook_body_follows_the_schema_and_is_signed(catalogue, hook):
     assert first["delist_url"] == "https://zen.test/remove"
 
 
+def test_a_digest_subject_names_the_most_severe_address_and_list():
+    def event(kind, severity, subject, **values) -> Event:
+        return Event(
+            kind=kind, severity=severity, subject=subject, created=timezone.now(), **values
+        )
+
+    rotation = event("rotation-out", "critical", "192.0.2.5 taken out of rotation", address="x")
+    minor = event(
+        "listing-opened", "warning", "192.0.2.9 listed on minor.test", address="y", zone="m"
+    )
+    major = event(
+        "listing-opened", "critical", "192.0.2.5 listed on zen.test", address="x", zone="z"
+    )
+    assert sending.render([rotation, minor, major]).subject == (
+        "[Poolwarden CRITICAL] 192.0.2.5 listed on zen.test and 2 more alerts"
+    )
+    assert sending.render([minor, rotation]).subject == (
+        "[Poolwarden CRITICAL] 192.0.2.5 taken out of rotation and 1 more alert"
+    )
+    assert sending.render([minor]).subject == "[Poolwarden WARNING] 192.0.2.9 listed on minor.test"
+
+
 def test_channel_that_fails_retries_with_backoff_and_recovers(catalogue, hook):
     know_all()
     channel = webhook(hook)
