@@ -7,6 +7,10 @@ conditional UPDATEs with a lease, so two workers never send the same notificatio
 worker that dies mid-send leaves a claim that expires. A temporary failure is retried with
 exponential backoff; a permanent one disables the channel and keeps its notifications as
 failed until an admin re-enables it.
+
+A disabled channel's notifications are queued as held; when it is enabled again, the
+MISSED_MAX most recent of the last MISSED_WINDOW go out (one digest) and the others are
+counted in one summary alert in the same message.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -38,6 +43,9 @@ PENDING, SENT, FAILED = (
     Notification.Status.SENT,
     Notification.Status.FAILED,
 )
+HELD, SUMMARISED = Notification.Status.HELD, Notification.Status.SUMMARISED
+MISSED_MAX = 50  # alerts held while a channel was disabled and then sent one by one
+MISSED_WINDOW = dt.timedelta(hours=24)  # ... if raised this long before it was enabled
 
 
 @dataclass
@@ -52,7 +60,7 @@ def run_once(*, worker: str, now: dt.datetime | None = None) -> RunReport:
     """Collect new events, queue their notifications, send every channel's due ones."""
     now = now or timezone.now()
     report = RunReport(events=event_source.collect(now))
-    report.queued = fan_out(now)
+    report.queued = fan_out(now) + release_held(now)
     for channel in channels_due(now):
         claimed = claim(channel, worker=worker, now=now)
         if claimed:
@@ -65,15 +73,17 @@ def run_once(*, worker: str, now: dt.datetime | None = None) -> RunReport:
 
 @transaction.atomic
 def fan_out(now: dt.datetime) -> int:
-    """Queue one notification per unprocessed event and interested channel; returns how many."""
+    """Queue one notification per unprocessed event and interested channel (held for a
+    disabled channel); returns how many."""
     events = list(Event.objects.select_for_update().filter(processed__isnull=True))
     if not events:
         return 0
-    channels = list(Channel.objects.filter(disabled=False))
+    channels = list(Channel.objects.all())
     queued = [
         Notification(
             event=event,
             channel=channel,
+            status=HELD if channel.disabled else PENDING,
             next_attempt=now + dt.timedelta(seconds=channel.digest_seconds),
             created=now,
         )
@@ -85,6 +95,57 @@ def fan_out(now: dt.datetime) -> int:
     Notification.objects.bulk_create(queued, ignore_conflicts=True)
     Event.objects.filter(pk__in=[e.pk for e in events]).update(processed=now)
     return len(queued)
+
+
+def release_held(now: dt.datetime) -> int:
+    """Queue what enabled channels missed while they were disabled; returns how many."""
+    held = Notification.objects.filter(status=HELD).values("channel")
+    return sum(release(c, now) for c in Channel.objects.filter(disabled=False, pk__in=held))
+
+
+@transaction.atomic
+def release(channel: Channel, now: dt.datetime) -> int:
+    """Queue the channel's held notifications: the MISSED_MAX most recent of the last
+    MISSED_WINDOW, and one summary alert counting the others; returns how many."""
+    held = Notification.objects.select_for_update().filter(channel=channel, status=HELD)
+    rows = list(held.select_related("event").order_by("-event__created", "-event_id"))
+    recent = [n for n in rows if n.event.created >= now - MISSED_WINDOW][:MISSED_MAX]
+    older = [n for n in rows if n not in recent]
+    queue = {"status": PENDING, "next_attempt": now, "claimed_until": None}
+    Notification.objects.filter(pk__in=[n.pk for n in recent]).update(**queue)
+    if not older:
+        return len(recent)
+    Notification.objects.filter(pk__in=[n.pk for n in older]).update(status=SUMMARISED)
+    summary = missed_summary(channel, [n.event for n in older], now)
+    Notification.objects.get_or_create(
+        event=summary, channel=channel, defaults={"next_attempt": now, "created": now}
+    )
+    return len(recent) + 1
+
+
+def missed_summary(channel: Channel, missed: list[Event], now: dt.datetime) -> Event:
+    """One event counting the alerts a channel missed while disabled (for that channel only:
+    it is born processed)."""
+    worst = max((e.severity for e in missed), key=SEVERITY_RANK.__getitem__)
+    kinds = Counter(e.get_kind_display().lower() for e in missed)
+    first, last = min(e.created for e in missed), max(e.created for e in missed)
+    event, _ = Event.objects.get_or_create(
+        source=f"missed:{channel.pk}:{min(e.pk for e in missed)}-{max(e.pk for e in missed)}",
+        defaults={
+            "kind": Event.Kind.MISSED,
+            "severity": worst,
+            "subject": f"{len(missed)} older alerts missed while {channel.name} was disabled",
+            "data": {
+                "detail": ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()),
+                "reason": f"Raised from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M %Z}, "
+                f"older than {MISSED_WINDOW.total_seconds() / 3600:g} h or beyond the "
+                f"{MISSED_MAX} most recent: see Reputation → Events.",
+            },
+            "created": now,
+            "processed": now,
+        },
+    )
+    return event
 
 
 def _claimable(channel: Channel, now: dt.datetime):
@@ -177,10 +238,13 @@ def _failed(channel: Channel, claimed, exc: TransportError, now: dt.datetime, tr
 
 
 def reenable(channel: Channel) -> int:
-    """Queue a re-enabled channel's failed notifications again; returns how many."""
-    return Notification.objects.filter(channel=channel, status=FAILED).update(
-        status=PENDING, next_attempt=timezone.now(), claimed_until=None
+    """Queue a re-enabled channel's failed notifications again, and what it missed while
+    disabled (see `release`); returns how many."""
+    now = timezone.now()
+    failed = Notification.objects.filter(channel=channel, status=FAILED).update(
+        status=PENDING, next_attempt=now, claimed_until=None
     )
+    return failed + release(channel, now)
 
 
 @dataclass(frozen=True)

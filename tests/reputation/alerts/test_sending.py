@@ -172,6 +172,56 @@ def test_permanent_error_disables_the_channel_until_re_enabled(catalogue, hook):
     assert run().sent and len(hook.requests) == 2
 
 
+def test_a_channel_enabled_again_receives_the_alerts_it_missed(catalogue, hook):
+    know_all()
+    channel = webhook(hook, disabled=True)
+    runs.run_now(zones=["zen.test"])
+    run()
+    assert hook.requests == [] and Notification.objects.filter(status="held").exists()
+    Channel.objects.filter(pk=channel.pk).update(disabled=False)  # as config_import does
+    run()
+    [request] = hook.requests
+    listed = {e["address"] for e in request.json()["events"] if e["kind"] == "listing-opened"}
+    assert listed == {"192.0.2.5", "192.0.2.7", "2001:db8::25"}
+    assert not run(minutes=5).sent and len(hook.requests) == 1
+    assert not Notification.objects.exclude(status="sent").exists()
+
+
+def test_missed_alerts_beyond_the_bound_are_counted_in_one_summary(hook, monkeypatch):
+    monkeypatch.setattr(sending, "MISSED_MAX", 2)
+    channel = webhook(hook, disabled=True)
+    now = timezone.now()
+    for n, hours in enumerate([30, 26, 3, 2, 1]):
+        Event.objects.create(
+            kind="listing-opened",
+            severity="critical" if n == 0 else "warning",
+            source=f"old:{n}",
+            address=f"192.0.2.{n + 1}",
+            zone="zen.test",
+            subject=f"192.0.2.{n + 1} listed on zen.test",
+            created=now - dt.timedelta(hours=hours),
+        )
+    run()
+    assert Notification.objects.filter(status="held").count() == 5
+    Channel.objects.filter(pk=channel.pk).update(disabled=False)
+    assert sending.reenable(channel) == 3  # as the admin does
+    run()
+    [request] = hook.requests
+    document = request.json()
+    subjects = [e["subject"] for e in document["events"]]
+    assert subjects == [
+        "192.0.2.4 listed on zen.test",
+        "192.0.2.5 listed on zen.test",
+        "3 older alerts missed while hook was disabled",
+    ]
+    assert document["events"][2]["severity"] == "critical"
+    assert document["subject"] == (
+        "[Poolwarden CRITICAL] 3 older alerts missed while hook was disabled and 2 more alerts"
+    )
+    assert Notification.objects.filter(status="summarised").count() == 3
+    assert not run(minutes=5).sent
+
+
 def test_refused_recipient_disables_an_email_channel(catalogue, smtp):
     know_all()
     smtp.refuse.add("gone@example.org")
