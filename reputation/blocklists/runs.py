@@ -198,13 +198,25 @@ def lease(
     )
     leased, skipped = [], {}
     for blocklist in blocklists:
-        free = SweepLease.objects.filter(blocklist=blocklist, until__lte=now)
-        if free.update(run=run, until=now + listings.LEASE):
+        holder = _take(run, blocklist, now)
+        if holder is None:
             leased.append(blocklist)
-            continue
-        holder = SweepLease.objects.filter(blocklist=blocklist).values_list("run_id", flat=True)
-        skipped[blocklist.zone] = f"run {holder.first()} is still sweeping it"
+        else:
+            skipped[blocklist.zone] = holder
     return leased, skipped
+
+
+def _take(run: CheckRun, blocklist: Blocklist, now: dt.datetime) -> str | None:
+    """Lease the list to `run`; None when it did, else why not. A lease released between
+    the conditional UPDATE and the look at its holder is free: taken on a second try."""
+    lease = SweepLease.objects.filter(blocklist=blocklist)
+    for free_at in (now, timezone.now()):
+        if lease.filter(until__lte=free_at).update(run=run, until=now + listings.LEASE):
+            return None
+        holder = lease.values_list("run_id", flat=True).first()
+        if holder is not None:
+            return f"run {holder} is still sweeping it"
+    return "another run was sweeping it"
 
 
 def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:
