@@ -20,7 +20,8 @@ def timeouts_below_lease(app_configs=None, **kwargs) -> list[checks.CheckMessage
     if not timeout or timeout > MAX_TIMEOUT:
         problems.append(
             checks.Warning(
-                f"EMAIL_TIMEOUT is {timeout or 'unset'}: alert mail uses {MAX_TIMEOUT:g} s.",
+                f"EMAIL_TIMEOUT is {f'{timeout:g} s' if timeout else 'unset'}: alert mail "
+                f"uses {MAX_TIMEOUT:g} s.",
                 hint=f"Set EMAIL_TIMEOUT to at most {MAX_TIMEOUT:g} s (a fifth of the "
                 f"{lease:g} s alert claim lease), so that a silent SMTP server fails the send "
                 "before the alert could be claimed and sent again.",
