@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Min
 from django.utils import timezone
 
@@ -174,6 +175,25 @@ def start_run(
     run = CheckRun.objects.create(
         trigger=trigger, pool=pool or "", zones=list(zones or []), addresses=len(targets)
     )
+    try:
+        return _plan(run, targets, blocklists, force=force, now=now)
+    except Exception:
+        # Its caller reports the error (the schedule's task raises a sweep-failed alert): the
+        # run ends here, with no lease held and no "did not finish" alert two hours later.
+        with contextlib.suppress(DatabaseError):
+            release(run)
+            CheckRun.objects.filter(pk=run.pk).update(finished=timezone.now())
+        raise
+
+
+def _plan(
+    run: CheckRun,
+    targets: list[Target],
+    blocklists: list[Blocklist],
+    *,
+    force: bool,
+    now: dt.datetime,
+) -> RunPlan:
     leased, run.skipped = lease(run, blocklists, now)
     tested = _self_test(run, leased)
     usable = [b for b in leased if b.zone not in tested.misbehaving]
