@@ -122,6 +122,9 @@ EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env.get_bool("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "poolwarden@localhost")
+# Seconds an SMTP connect or reply may take: a silent relay must fail well within the alert
+# claim lease (5 min), or the alert would be claimed again and sent twice (system check).
+EMAIL_TIMEOUT = env.get_float("EMAIL_TIMEOUT", 30.0)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 globals().update(env.email("EMAIL_URL"))
 

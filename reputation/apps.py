@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class ReputationConfig(AppConfig):
@@ -6,6 +7,7 @@ class ReputationConfig(AppConfig):
     verbose_name = "Reputation"
 
     def ready(self) -> None:
+        from reputation.alerts.checks import timeouts_below_lease
         from reputation.alerts.config import ChannelSection
         from reputation.blocklists.config import BlocklistSection
         from reputation.spikes.config import SpikeThresholdSection
@@ -14,3 +16,4 @@ class ReputationConfig(AppConfig):
         for section in (BlocklistSection(), SpikeThresholdSection(), ChannelSection()):
             if not any(s.key == section.key for s in configdoc.SECTIONS):
                 configdoc.register(section)
+        checks.register(timeouts_below_lease)

@@ -64,7 +64,7 @@ def render(now: datetime) -> str:
     spikes = Spike.objects.filter(ended__isnull=True).values("cause").annotate(n=Count("id"))
     swept = CheckRun.objects.filter(finished__isnull=False, address="")  # not a "check now"
     last_sweep = swept.aggregate(t=Max("finished"))["t"]
-    pending = Notification.objects.exclude(status="sent").count()
+    pending = Notification.objects.exclude(status__in=["sent", "summarised"]).count()
     minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
     routed = (
         RoutingCount.objects.filter(minute=minute)
@@ -110,7 +110,7 @@ def render(now: datetime) -> str:
         ),
         *gauge(
             "poolwarden_alerts_pending",
-            "Alerts not sent yet (waiting, retrying or failed).",
+            "Alerts not sent yet (waiting, retrying, failed or held for a disabled channel).",
             [line("poolwarden_alerts_pending", pending)],
         ),
         *gauge(

@@ -119,7 +119,10 @@ class ChannelAdmin(RecordChanges, admin.ModelAdmin):
         if was_disabled and not obj.disabled:
             queued = sending.reenable(obj)
             if queued:
-                messages.info(request, f"{queued} failed alerts will be sent again.")
+                messages.info(
+                    request,
+                    f"{queued} alerts that failed or were missed while disabled will be sent.",
+                )
 
     @admin.action(description="Send a test alert", permissions=["change"])
     def send_test_alert(self, request: HttpRequest, queryset) -> None:

@@ -5,7 +5,8 @@
 time create nothing twice). Severity is decided here: by pool kind and list weight for
 listings, by size and cause for spikes. Listings of addresses seen for the first time are
 summarised in one "initial state" event; a listing that reopens soon after it closed
-(flapping) is recorded but not alerted.
+(flapping) is recorded but not alerted, unless it is still open when the flap window has
+passed: then it is alerted once (and so is its closing).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def collect(now: dt.datetime | None = None) -> int:
     """Create the events for everything new; returns how many were created."""
     now = now or timezone.now()
     created = _from_blocklist_events(now) + _from_spikes(now) + _from_stuck_runs(now)
+    created += _from_persisting_flaps(now)
     _remember()
     return created
 
@@ -138,9 +140,42 @@ def _blocklist_event(row: BlocklistEvent, kinds: dict[str, str]) -> Event:
         data=listing_data(row, listing),
         created=row.created,
     )
-    if _flapping(row, listing.opened if listing and not opened else row.created):
+    if opened or listing is None:
+        quiet = _flapping(row, row.created)
+    else:  # quiet when its opening was, and was not alerted later for lasting
+        lasted = row.created - listing.opened
+        quiet = _flapping(row, listing.opened) and not _persisted(listing)
+        event.subject += f" (listed for {duration_text(lasted)})"
+        event.data["listed_seconds"] = int(lasted.total_seconds())
+    if quiet:
         event.suppressed = "flapping: the previous listing closed a short while before"
     return event
+
+
+def _persisted(listing: Listing) -> bool:
+    """Whether the listing, quiet as flapping when it opened, was alerted for lasting."""
+    return Event.objects.filter(
+        source__startswith="persisting:",
+        kind=K.LISTING_OPENED,
+        address=listing.address,
+        zone=listing.blocklist.zone,
+        created__gte=listing.opened,
+    ).exists()
+
+
+def flap_window() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.POOLWARDEN_FLAP_SECONDS)
+
+
+def duration_text(span: dt.timedelta) -> str:
+    """A duration as people say it: "3 h 20 min", "2 d 5 h", "45 min", "under a minute"."""
+    minutes = int(span.total_seconds()) // 60
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else "under a minute"
 
 
 def listing_data(row: BlocklistEvent, listing: Listing | None) -> dict:
@@ -248,6 +283,59 @@ def _rotation_quiet(address: str, out: bool, known: set[str], now: dt.datetime) 
     if Event.objects.filter(kind=K.ROTATION_IN, address=address, created__gte=since).exists():
         return "flapping: back in rotation a short while ago"
     return ""
+
+
+# --- flapping that lasts ---------------------------------------------------------------------
+
+PERSISTING_HORIZON = dt.timedelta(days=7)  # flapping events older than this are not revisited
+
+
+def _from_persisting_flaps(now: dt.datetime) -> int:
+    """A relisting, or a going out of rotation again, that was not alerted as flapping and
+    still holds when the flap window has passed: alerted once (source `persisting:<id>`)."""
+    window = flap_window()
+    quiet = Event.objects.filter(
+        kind__in=[K.LISTING_OPENED, K.ROTATION_OUT],
+        suppressed__startswith="flapping",
+        created__lte=now - window,
+        created__gt=now - window - PERSISTING_HORIZON,
+    )
+    flaps = {f"persisting:{event.pk}": event for event in quiet}
+    done = set(Event.objects.filter(source__in=list(flaps)).values_list("source", flat=True))
+    return _store(
+        _persisting(source, event, now)
+        for source, event in flaps.items()
+        if source not in done and _still_so(event)
+    )
+
+
+def _still_so(event: Event) -> bool:
+    """Whether the flapping event's state holds: its listing open, its address out."""
+    if event.kind == K.LISTING_OPENED:
+        listing_id = (event.data or {}).get("listing_id")
+        return Listing.objects.filter(pk=listing_id, closed__isnull=True).exists()
+    later = Event.objects.filter(address=event.address, created__gt=event.created)
+    listed = PoolAddress.objects.filter(address=event.address, listed=True).exists()
+    return listed and not later.filter(kind=K.ROTATION_IN).exists()
+
+
+def _persisting(source: str, event: Event, now: dt.datetime) -> Event:
+    since = duration_text(now - event.created)
+    if event.kind == K.LISTING_OPENED:
+        subject = f"{event.address} still listed on {event.zone} {since} after it was relisted"
+    else:
+        subject = f"{event.address} still out of rotation {since} after it was taken out again"
+    return Event(
+        kind=event.kind,
+        severity=event.severity,
+        source=source,
+        pool=event.pool,
+        address=event.address,
+        zone=event.zone,
+        subject=subject,
+        data={**(event.data or {}), "flapping_since": event.created.isoformat()},
+        created=now,
+    )
 
 
 # --- reverse DNS ------------------------------------------------------------------------------

@@ -7,14 +7,20 @@ conditional UPDATEs with a lease, so two workers never send the same notificatio
 worker that dies mid-send leaves a claim that expires. A temporary failure is retried with
 exponential backoff; a permanent one disables the channel and keeps its notifications as
 failed until an admin re-enables it.
+
+A disabled channel's notifications are queued as held; when it is enabled again, the
+MISSED_MAX most recent of the last MISSED_WINDOW go out (one digest) and the others are
+counted in one summary alert in the same message.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -30,12 +36,16 @@ from reputation.models.alerts import SEVERITY_RANK, Channel, Event, Notification
 
 log = logging.getLogger(__name__)
 LEASE = dt.timedelta(minutes=5)
+RENEW_EVERY = LEASE / 5  # while a send runs, its claim is pushed a whole LEASE ahead this often
 FIRST_RETRY, MAX_RETRY = 60, 3600  # seconds of backoff: 1 min doubling up to 1 h
 PENDING, SENT, FAILED = (
     Notification.Status.PENDING,
     Notification.Status.SENT,
     Notification.Status.FAILED,
 )
+HELD, SUMMARISED = Notification.Status.HELD, Notification.Status.SUMMARISED
+MISSED_MAX = 50  # alerts held while a channel was disabled and then sent one by one
+MISSED_WINDOW = dt.timedelta(hours=24)  # ... if raised this long before it was enabled
 
 
 @dataclass
@@ -50,7 +60,7 @@ def run_once(*, worker: str, now: dt.datetime | None = None) -> RunReport:
     """Collect new events, queue their notifications, send every channel's due ones."""
     now = now or timezone.now()
     report = RunReport(events=event_source.collect(now))
-    report.queued = fan_out(now)
+    report.queued = fan_out(now) + release_held(now)
     for channel in channels_due(now):
         claimed = claim(channel, worker=worker, now=now)
         if claimed:
@@ -63,15 +73,17 @@ def run_once(*, worker: str, now: dt.datetime | None = None) -> RunReport:
 
 @transaction.atomic
 def fan_out(now: dt.datetime) -> int:
-    """Queue one notification per unprocessed event and interested channel; returns how many."""
+    """Queue one notification per unprocessed event and interested channel (held for a
+    disabled channel); returns how many."""
     events = list(Event.objects.select_for_update().filter(processed__isnull=True))
     if not events:
         return 0
-    channels = list(Channel.objects.filter(disabled=False))
+    channels = list(Channel.objects.all())
     queued = [
         Notification(
             event=event,
             channel=channel,
+            status=HELD if channel.disabled else PENDING,
             next_attempt=now + dt.timedelta(seconds=channel.digest_seconds),
             created=now,
         )
@@ -83,6 +95,57 @@ def fan_out(now: dt.datetime) -> int:
     Notification.objects.bulk_create(queued, ignore_conflicts=True)
     Event.objects.filter(pk__in=[e.pk for e in events]).update(processed=now)
     return len(queued)
+
+
+def release_held(now: dt.datetime) -> int:
+    """Queue what enabled channels missed while they were disabled; returns how many."""
+    held = Notification.objects.filter(status=HELD).values("channel")
+    return sum(release(c, now) for c in Channel.objects.filter(disabled=False, pk__in=held))
+
+
+@transaction.atomic
+def release(channel: Channel, now: dt.datetime) -> int:
+    """Queue the channel's held notifications: the MISSED_MAX most recent of the last
+    MISSED_WINDOW, and one summary alert counting the others; returns how many."""
+    held = Notification.objects.select_for_update().filter(channel=channel, status=HELD)
+    rows = list(held.select_related("event").order_by("-event__created", "-event_id"))
+    recent = [n for n in rows if n.event.created >= now - MISSED_WINDOW][:MISSED_MAX]
+    older = [n for n in rows if n not in recent]
+    queue = {"status": PENDING, "next_attempt": now, "claimed_until": None}
+    Notification.objects.filter(pk__in=[n.pk for n in recent]).update(**queue)
+    if not older:
+        return len(recent)
+    Notification.objects.filter(pk__in=[n.pk for n in older]).update(status=SUMMARISED)
+    summary = missed_summary(channel, [n.event for n in older], now)
+    Notification.objects.get_or_create(
+        event=summary, channel=channel, defaults={"next_attempt": now, "created": now}
+    )
+    return len(recent) + 1
+
+
+def missed_summary(channel: Channel, missed: list[Event], now: dt.datetime) -> Event:
+    """One event counting the alerts a channel missed while disabled (for that channel only:
+    it is born processed)."""
+    worst = max((e.severity for e in missed), key=SEVERITY_RANK.__getitem__)
+    kinds = Counter(e.get_kind_display().lower() for e in missed)
+    first, last = min(e.created for e in missed), max(e.created for e in missed)
+    event, _ = Event.objects.get_or_create(
+        source=f"missed:{channel.pk}:{min(e.pk for e in missed)}-{max(e.pk for e in missed)}",
+        defaults={
+            "kind": Event.Kind.MISSED,
+            "severity": worst,
+            "subject": f"{len(missed)} older alerts missed while {channel.name} was disabled",
+            "data": {
+                "detail": ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()),
+                "reason": f"Raised from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M %Z}, "
+                f"older than {MISSED_WINDOW.total_seconds() / 3600:g} h or beyond the "
+                f"{MISSED_MAX} most recent: see Reputation → Events.",
+            },
+            "created": now,
+            "processed": now,
+        },
+    )
+    return event
 
 
 def _claimable(channel: Channel, now: dt.datetime):
@@ -124,9 +187,7 @@ def send_batch(
     ids = [n.pk for n in batch]
     claimed = Notification.objects.filter(pk__in=ids, claimed_by=batch[0].claimed_by)
     try:
-        to = transports.for_kind(channel.kind)(channel.config).notify(
-            render([n.event for n in batch])
-        )
+        to = deliver(channel, render([n.event for n in batch]), claimed, now)
     except TransportError as exc:
         _failed(channel, claimed, exc, now, batch[0].attempts)
         report.failed.append(f"{channel.name}: {exc}")
@@ -142,6 +203,21 @@ def send_batch(
     if channel.last_error:
         Channel.objects.filter(pk=channel.pk).update(last_error="")
     report.sent += ids
+
+
+def deliver(channel: Channel, message: Message, claimed, now: dt.datetime) -> str:
+    """Send through the channel's transport in a helper thread while this one renews the claim
+    every RENEW_EVERY, so that no other worker takes it while its sender is alive (the
+    transport's timeouts bound how long that is). Returns the recipients; raises
+    TransportError."""
+    transport = transports.for_kind(channel.kind)(channel.config)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-send") as pool:
+        sending = pool.submit(transport.notify, message)
+        while not wait([sending], timeout=RENEW_EVERY.total_seconds()).done:
+            at = now + dt.timedelta(seconds=time.monotonic() - started)
+            claimed.filter(status=PENDING).update(claimed_until=at + LEASE)
+    return sending.result()
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -162,10 +238,13 @@ def _failed(channel: Channel, claimed, exc: TransportError, now: dt.datetime, tr
 
 
 def reenable(channel: Channel) -> int:
-    """Queue a re-enabled channel's failed notifications again; returns how many."""
-    return Notification.objects.filter(channel=channel, status=FAILED).update(
-        status=PENDING, next_attempt=timezone.now(), claimed_until=None
+    """Queue a re-enabled channel's failed notifications again, and what it missed while
+    disabled (see `release`); returns how many."""
+    now = timezone.now()
+    failed = Notification.objects.filter(channel=channel, status=FAILED).update(
+        status=PENDING, next_attempt=now, claimed_until=None
     )
+    return failed + release(channel, now)
 
 
 @dataclass(frozen=True)
@@ -258,12 +337,11 @@ def spike_json(event: Event) -> dict | None:
 
 def render(events: list[Event]) -> Message:
     """One message about the events: plain text, HTML and the webhook events[]."""
-    worst = max((e.severity for e in events), key=SEVERITY_RANK.__getitem__)
-    if len(events) == 1:
-        title = events[0].subject
-    else:
-        kinds = Counter(e.get_kind_display().lower() for e in events)
-        title = f"{len(events)} alerts: " + ", ".join(f"{n} {k}" for k, n in kinds.items())
+    lead = headline(events)
+    worst = lead.severity
+    title = lead.subject
+    if len(events) > 1:
+        title += f" and {len(events) - 1} more alert{'s' if len(events) > 2 else ''}"
     subject = f"[Poolwarden {worst.upper()}] {title}"[:250]
     blocks = [_lines(e) for e in events]
     text = "\n\n".join("\n".join(block) for block in blocks) + "\n"
@@ -272,6 +350,12 @@ def render(events: list[Event]) -> Message:
         for b in blocks
     )
     return Message(subject, text, html, [as_json(e) for e in events], worst)
+
+
+def headline(events: list[Event]) -> Event:
+    """The event a digest's subject names: the most severe, one with an address and a list
+    before one without, the earliest of equals."""
+    return max(events, key=lambda e: (SEVERITY_RANK[e.severity], bool(e.zone), bool(e.address)))
 
 
 def _lines(event: Event) -> list[str]:

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reputation.blocklists.dnsbl import (
@@ -209,14 +209,24 @@ BATCH = 1000
 STORED = ("pk", "status", "ptr_names", "helo", "detail", "failing", "since")
 
 
-@transaction.atomic
 def record(results: Iterable[Result]) -> list[ReverseDNSCheck]:
     """Store each result as its address's latest; returns the rows whose failing state
     changed (an event was raised for each). A row is written only when its result changed;
-    the others get this check's time in one statement per thousand addresses."""
+    the others get this check's time in one statement per thousand addresses.
+
+    Two sweeps recording at once may both find an address new: the second to insert it reads
+    the first's row and compares with it instead (one event, no unique-key error)."""
+    results = list(results)
+    try:
+        return _record(results)
+    except IntegrityError:
+        return _record(results)
+
+
+@transaction.atomic
+def _record(results: list[Result]) -> list[ReverseDNSCheck]:
     from reputation.alerts import events
 
-    results = list(results)
     now = timezone.now()
     stored = {}
     for start in range(0, len(results), BATCH):  # bounded IN lists (SQLite's variable limit)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Min
 from django.utils import timezone
 
@@ -190,6 +191,25 @@ def start_run(
         address=address or "",
         addresses=len(targets),
     )
+    try:
+        return _plan(run, targets, blocklists, force=force, now=now)
+    except Exception:
+        # Its caller reports the error (the schedule's task raises a sweep-failed alert): the
+        # run ends here, with no lease held and no "did not finish" alert two hours later.
+        with contextlib.suppress(DatabaseError):
+            release(run)
+            CheckRun.objects.filter(pk=run.pk).update(finished=timezone.now())
+        raise
+
+
+def _plan(
+    run: CheckRun,
+    targets: list[Target],
+    blocklists: list[Blocklist],
+    *,
+    force: bool,
+    now: dt.datetime,
+) -> RunPlan:
     leased, run.skipped = lease(run, blocklists, now)
     tested = _self_test(run, leased)
     usable = [b for b in leased if b.zone not in tested.misbehaving]
@@ -214,13 +234,25 @@ def lease(
     )
     leased, skipped = [], {}
     for blocklist in blocklists:
-        free = SweepLease.objects.filter(blocklist=blocklist, until__lte=now)
-        if free.update(run=run, until=now + listings.LEASE):
+        holder = _take(run, blocklist, now)
+        if holder is None:
             leased.append(blocklist)
-            continue
-        holder = SweepLease.objects.filter(blocklist=blocklist).values_list("run_id", flat=True)
-        skipped[blocklist.zone] = f"run {holder.first()} is still sweeping it"
+        else:
+            skipped[blocklist.zone] = holder
     return leased, skipped
+
+
+def _take(run: CheckRun, blocklist: Blocklist, now: dt.datetime) -> str | None:
+    """Lease the list to `run`; None when it did, else why not. A lease released between
+    the conditional UPDATE and the look at its holder is free: taken on a second try."""
+    lease = SweepLease.objects.filter(blocklist=blocklist)
+    for free_at in (now, timezone.now()):
+        if lease.filter(until__lte=free_at).update(run=run, until=now + listings.LEASE):
+            return None
+        holder = lease.values_list("run_id", flat=True).first()
+        if holder is not None:
+            return f"run {holder} is still sweeping it"
+    return "another run was sweeping it"
 
 
 def _self_test(run: CheckRun, blocklists: list[Blocklist]) -> SweepOutcome:

@@ -40,6 +40,7 @@ class Event(models.Model):
         SWEEP_FAILED = "sweep-failed", "Sweep could not run"
         RDNS_FAILED = "rdns-failed", "Reverse DNS not confirmed"
         RDNS_RECOVERED = "rdns-recovered", "Reverse DNS confirmed again"
+        MISSED = "missed", "Alerts missed while a channel was disabled"
         TEST = "test", "Test alert"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -166,6 +167,8 @@ class Notification(models.Model):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed (channel disabled; re-enabling retries it)"
+        HELD = "held", "Held (raised while the channel was disabled; sent when it is enabled)"
+        SUMMARISED = "summarised", "Not sent (missed while disabled; counted in a summary)"
 
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="notifications")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Every timeout of a send is at most this: a fifth of the claim lease (sending.LEASE, 5 min),
+# so a silent server fails a send well before its claim could lapse (checks.py says so for a
+# larger EMAIL_TIMEOUT; the email transport clamps it).
+MAX_TIMEOUT = 60.0
+
 
 class TransportError(Exception):
     """Sending failed. `permanent`: retrying cannot help (bad address, 4xx), so the channel

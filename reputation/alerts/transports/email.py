@@ -5,9 +5,15 @@ from __future__ import annotations
 import smtplib
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 
-from reputation.alerts.transports.base import Message, Transport, TransportError
+from reputation.alerts.transports.base import MAX_TIMEOUT, Message, Transport, TransportError
+
+
+def smtp_timeout() -> float:
+    """EMAIL_TIMEOUT, at most MAX_TIMEOUT (none set: MAX_TIMEOUT): a silent relay fails the
+    send instead of holding it past its claim."""
+    return min(getattr(settings, "EMAIL_TIMEOUT", None) or MAX_TIMEOUT, MAX_TIMEOUT)
 
 
 class EmailTransport(Transport):
@@ -20,6 +26,7 @@ class EmailTransport(Transport):
             body=message.text,
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=to,
+            connection=get_connection(timeout=smtp_timeout()),
         )
         mail.attach_alternative(message.html, "text/html")
         try:

@@ -1,5 +1,9 @@
 """All alert HTTP goes through `post()`: a timeout, a few quick retries on temporary errors,
-and a TransportError that says whether retrying later can help."""
+and a TransportError that says whether retrying later can help.
+
+A request that was sent but not answered within TIMEOUT is not retried at once: the receiver
+may have it already, and a slow receiver would get it once per try. It is retried at the next
+round, with backoff (receivers can tell a repeat by the events' ids)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-from reputation.alerts.transports.base import TransportError
+from reputation.alerts.transports.base import MAX_TIMEOUT, TransportError
 
 TIMEOUT = 10.0
 TRIES = 3
@@ -16,17 +20,29 @@ RETRY_STATUSES = {408, 425, 429}
 USER_AGENT = "Poolwarden-alerts/1"
 
 
+class Unanswered(TransportError):
+    """The request went out but no answer came within the timeout."""
+
+
+def longest(tries: int = TRIES) -> float:
+    """The longest a `post()` can take: every try timing out, and the pauses between."""
+    pauses = sum(PAUSE * 2**attempt for attempt in range(tries - 1))
+    return tries * min(TIMEOUT, MAX_TIMEOUT) + pauses
+
+
 def post(
     url: str,
     body: bytes,
     headers: dict[str, str] | None = None,
     *,
-    timeout: float = TIMEOUT,
+    timeout: float | None = None,
     tries: int = TRIES,
 ) -> int:
     """POST `body`; returns the 2xx status. Raises TransportError(permanent=True) on a 4xx
     answer other than 408/425/429, TransportError(permanent=False) after `tries` temporary
-    failures (5xx, timeouts, refused connections)."""
+    failures (5xx, refused connections, connect timeouts) or at once when a sent request is
+    not answered within `timeout` (at most MAX_TIMEOUT)."""
+    timeout = min(timeout or TIMEOUT, MAX_TIMEOUT)
     error = TransportError("not sent")
     for attempt in range(max(tries, 1)):
         if attempt:
@@ -34,7 +50,7 @@ def post(
         try:
             return _post_once(url, body, headers or {}, timeout)
         except TransportError as exc:
-            if exc.permanent:
+            if exc.permanent or isinstance(exc, Unanswered):
                 raise
             error = exc
     raise error
@@ -52,6 +68,8 @@ def _post_once(url: str, body: bytes, headers: dict[str, str], timeout: float) -
     except urllib.error.HTTPError as exc:
         permanent = 400 <= exc.code < 500 and exc.code not in RETRY_STATUSES
         raise TransportError(f"HTTP {exc.code} {exc.reason}", permanent=permanent) from None
+    except TimeoutError:  # sent, no answer: a connect timeout comes as a URLError
+        raise Unanswered(f"the webhook did not answer within {timeout:g} s") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TransportError(f"cannot reach the webhook: {reason}") from None

@@ -1,5 +1,7 @@
-"""Real receivers on loopback for alert tests: an SMTP server (aiosmtpd) and an HTTP server
-that records webhook requests and answers with the statuses a test asks for."""
+"""Real receivers on loopback for alert tests: an SMTP server (aiosmtpd), an SMTP relay that
+goes silent on demand (a TCP proxy in front of it that holds connections without a byte), and
+an HTTP server that records webhook requests and answers with the statuses, and after the
+delay, a test asks for."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ import email
 import email.policy
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
 from tests.support import free_port
+from tests.tcp_proxy import TcpProxy
 
 
 class Mailbox:
@@ -49,6 +53,34 @@ class SMTPServer:
         self.controller.stop()
 
 
+class SilentRelay:
+    """An SMTP relay at `port` that accepts connections and never says a word while `silent`
+    (no banner, no reply); otherwise it passes them to `server`."""
+
+    def __init__(self, server: SMTPServer):
+        self.proxy = TcpProxy(("127.0.0.1", server.port))
+
+    def __enter__(self) -> SilentRelay:
+        self.proxy.start()
+        self.silent = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proxy.stop()
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    @property
+    def silent(self) -> bool:
+        return self.proxy.mode == "hang"
+
+    @silent.setter
+    def silent(self, silent: bool) -> None:
+        self.proxy.mode = "hang" if silent else "pass"
+
+
 @dataclass
 class Request:
     path: str
@@ -63,6 +95,7 @@ class Request:
 class HookState:
     requests: list[Request] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in order, then 200
+    delay: float = 0.0  # seconds between reading a request and answering it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -78,6 +111,7 @@ class HookServer:
                 with state.lock:
                     state.requests.append(Request(self.path, dict(self.headers), body))
                     status = state.statuses.pop(0) if state.statuses else 200
+                time.sleep(state.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

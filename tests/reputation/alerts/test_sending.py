@@ -115,6 +115,28 @@ def test_webhook_body_follows_the_schema_and_is_signed(catalogue, hook):
     assert first["delist_url"] == "https://zen.test/remove"
 
 
+def test_a_digest_subject_names_the_most_severe_address_and_list():
+    def event(kind, severity, subject, **values) -> Event:
+        return Event(
+            kind=kind, severity=severity, subject=subject, created=timezone.now(), **values
+        )
+
+    rotation = event("rotation-out", "critical", "192.0.2.5 taken out of rotation", address="x")
+    minor = event(
+        "listing-opened", "warning", "192.0.2.9 listed on minor.test", address="y", zone="m"
+    )
+    major = event(
+        "listing-opened", "critical", "192.0.2.5 listed on zen.test", address="x", zone="z"
+    )
+    assert sending.render([rotation, minor, major]).subject == (
+        "[Poolwarden CRITICAL] 192.0.2.5 listed on zen.test and 2 more alerts"
+    )
+    assert sending.render([minor, rotation]).subject == (
+        "[Poolwarden CRITICAL] 192.0.2.5 taken out of rotation and 1 more alert"
+    )
+    assert sending.render([minor]).subject == "[Poolwarden WARNING] 192.0.2.9 listed on minor.test"
+
+
 def test_channel_that_fails_retries_with_backoff_and_recovers(catalogue, hook):
     know_all()
     channel = webhook(hook)
@@ -148,6 +170,56 @@ def test_permanent_error_disables_the_channel_until_re_enabled(catalogue, hook):
     Channel.objects.filter(pk=channel.pk).update(disabled=False)
     assert sending.reenable(channel) > 0
     assert run().sent and len(hook.requests) == 2
+
+
+def test_a_channel_enabled_again_receives_the_alerts_it_missed(catalogue, hook):
+    know_all()
+    channel = webhook(hook, disabled=True)
+    runs.run_now(zones=["zen.test"])
+    run()
+    assert hook.requests == [] and Notification.objects.filter(status="held").exists()
+    Channel.objects.filter(pk=channel.pk).update(disabled=False)  # as config_import does
+    run()
+    [request] = hook.requests
+    listed = {e["address"] for e in request.json()["events"] if e["kind"] == "listing-opened"}
+    assert listed == {"192.0.2.5", "192.0.2.7", "2001:db8::25"}
+    assert not run(minutes=5).sent and len(hook.requests) == 1
+    assert not Notification.objects.exclude(status="sent").exists()
+
+
+def test_missed_alerts_beyond_the_bound_are_counted_in_one_summary(hook, monkeypatch):
+    monkeypatch.setattr(sending, "MISSED_MAX", 2)
+    channel = webhook(hook, disabled=True)
+    now = timezone.now()
+    for n, hours in enumerate([30, 26, 3, 2, 1]):
+        Event.objects.create(
+            kind="listing-opened",
+            severity="critical" if n == 0 else "warning",
+            source=f"old:{n}",
+            address=f"192.0.2.{n + 1}",
+            zone="zen.test",
+            subject=f"192.0.2.{n + 1} listed on zen.test",
+            created=now - dt.timedelta(hours=hours),
+        )
+    run()
+    assert Notification.objects.filter(status="held").count() == 5
+    Channel.objects.filter(pk=channel.pk).update(disabled=False)
+    assert sending.reenable(channel) == 3  # as the admin does
+    run()
+    [request] = hook.requests
+    document = request.json()
+    subjects = [e["subject"] for e in document["events"]]
+    assert subjects == [
+        "192.0.2.4 listed on zen.test",
+        "192.0.2.5 listed on zen.test",
+        "3 older alerts missed while hook was disabled",
+    ]
+    assert document["events"][2]["severity"] == "critical"
+    assert document["subject"] == (
+        "[Poolwarden CRITICAL] 3 older alerts missed while hook was disabled and 2 more alerts"
+    )
+    assert Notification.objects.filter(status="summarised").count() == 3
+    assert not run(minutes=5).sent
 
 
 def test_refused_recipient_disables_an_email_channel(catalogue, smtp):
@@ -199,6 +271,42 @@ def test_flapping_listing_does_not_alert_again(catalogue, hook, rbldnsd):
     run()
     assert len(hook.requests) == 2  # nor is its closing
     assert Event.objects.filter(kind="listing-closed").exclude(suppressed="").count() == 1
+
+
+def test_a_relisting_that_outlasts_the_flap_window_is_alerted_once(catalogue, hook, rbldnsd):
+    know_all()
+    webhook(hook)
+    for listed in (["192.0.2.4"], [], [], ["192.0.2.4"]):  # listed, delisted, relisted
+        rbldnsd.write_zone("dynamic.zone", dynamic_listing(*listed))
+        runs.run_now(zones=["dynamic.test"])
+        run()
+    assert len(hook.requests) == 2  # the relisting is flapping: quiet for now
+    assert not run(minutes=5 * 60).sent  # within the 6 h window: still quiet
+    run(minutes=6 * 60 + 1)
+    [late] = hook.requests[2:]
+    subjects = sorted(e["subject"] for e in late.json()["events"])
+    assert subjects == [
+        "192.0.2.4 still listed on dynamic.test 6 h 1 min after it was relisted",
+        "192.0.2.4 still out of rotation 6 h 1 min after it was taken out again",
+    ]
+    assert not run(minutes=8 * 60).sent  # once
+    rbldnsd.write_zone("dynamic.zone", dynamic_listing())
+    runs.run_now(zones=["dynamic.test"])
+    runs.run_now(zones=["dynamic.test"])
+    run(minutes=9 * 60)
+    [closed] = hook.requests[3:]  # its end is alerted too, having been alerted
+    kinds = sorted(e["kind"] for e in closed.json()["events"])
+    assert kinds == ["listing-closed", "rotation-in"]
+    delisted = next(e for e in closed.json()["events"] if e["kind"] == "listing-closed")
+    assert delisted["subject"].startswith("192.0.2.4 delisted from dynamic.test (listed for ")
+
+
+def test_durations_read_as_people_say_them():
+    assert events.duration_text(dt.timedelta(hours=3, minutes=20, seconds=40)) == "3 h 20 min"
+    assert events.duration_text(dt.timedelta(days=2, hours=5)) == "2 d 5 h"
+    assert events.duration_text(dt.timedelta(minutes=45)) == "45 min"
+    assert events.duration_text(dt.timedelta(hours=6)) == "6 h"
+    assert events.duration_text(dt.timedelta(seconds=20)) == "under a minute"
 
 
 def test_first_sweep_of_new_addresses_is_one_summary(catalogue, hook):

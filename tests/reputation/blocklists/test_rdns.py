@@ -211,3 +211,25 @@ def test_a_scheduled_sweep_queues_one_reverse_dns_check(
         tasks.sweep(jitter=0)
     assert queued == [None]
     assert tasks.check_rdns(None) == {"addresses": 5, "failing": 3}
+
+
+@pytest.mark.django_db
+def test_a_sweep_that_loses_the_insert_of_a_new_address_reads_the_winners_row(monkeypatch):
+    """As on PostgreSQL when two sweeps record a new address at once: the second insert
+    fails on the unique key; the loser then compares with the winner's row."""
+    from django.db import IntegrityError
+
+    result = rdns.Result("192.0.2.77", "no-ptr", (), "", "no PTR record")
+    record, tries = rdns._record, []
+
+    def after_the_winner(results):
+        tries.append(results)
+        if len(tries) == 1:
+            record(results)  # the winner's, committed while the loser was checking
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return record(results)
+
+    monkeypatch.setattr(rdns, "_record", after_the_winner)
+    assert rdns.record([result]) == []  # the loser: nothing changed
+    assert ReverseDNSCheck.objects.filter(address="192.0.2.77").count() == 1
+    assert rdns_events("192.0.2.77") == [("rdns-failed", "warning")]

@@ -133,6 +133,28 @@ def test_runs_never_overlap_on_a_list(catalogue):
     assert stuck.run.pk != CheckRun.objects.latest("pk").pk
 
 
+def test_a_lease_released_while_a_run_looks_at_it_is_taken_not_named_after_no_run(catalogue):
+    """The holder released the list between the conditional UPDATE and the look at the
+    holder (its `until` is the release time, after the new run's start)."""
+    zen = catalogue["zen.test"]
+    started = timezone.now()
+    SweepLease.objects.create(blocklist=zen, run=None, until=timezone.now())
+    run = CheckRun.objects.create(trigger="command")
+    assert runs.lease(run, [zen], started) == ([zen], {})
+    assert SweepLease.objects.get(blocklist=zen).run == run
+
+
+def test_a_run_that_fails_while_planning_ends_and_lets_its_lists_go(catalogue, monkeypatch):
+    def unreachable(run, blocklists):
+        raise OSError("no resolver answers")
+
+    monkeypatch.setattr(runs, "_self_test", unreachable)
+    with pytest.raises(OSError):
+        runs.start_run(trigger="schedule")
+    assert not CheckRun.objects.filter(finished__isnull=True).exists()
+    assert not SweepLease.objects.filter(run__isnull=False).exists()
+
+
 def test_a_list_is_self_tested_once_per_run_and_a_failing_one_is_not_swept(catalogue, monkeypatch):
     monkeypatch.setattr(runs, "CHUNK_ADDRESSES", 10)
     make_list("silent.test")
