@@ -71,7 +71,8 @@ _CONTENT = re.compile(
 )
 _UNKNOWN = re.compile(
     r"user unknown|unknown user|no such user|does not exist|doesn't exist|recipient not "
-    r"found|recipnotfound|invalid recipient|address rejected|mailbox not found|no mailbox"
+    r"found|recipnotfound|recipientnotfound|invalid recipient|address rejected|mailbox not found|"
+    r"no mailbox|doesn.t have an? [^ ]+ account"
 )
 _FULL = re.compile(r"mailbox (?:is )?full|over ?quota|quota exceeded|insufficient storage")
 
