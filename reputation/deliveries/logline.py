@@ -23,6 +23,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 MONTHS = {
     "Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
@@ -64,6 +65,7 @@ class Attempt:
         return said.group(1) if said else self.text
 
 
+@lru_cache(maxsize=8192)
 def address_of(program: str) -> str:
     """The source address a `postfix/pw-…` program name stands for ("" if none)."""
     name = program.rsplit("/", 1)[-1]
@@ -123,11 +125,18 @@ def _parse(line: str, now: datetime, zone: tzinfo) -> Attempt | None:
 
 
 def _classic_time(head: re.Match, now: datetime, zone: tzinfo) -> datetime:
-    hour, minute, second = (int(x) for x in head["time"].split(":"))
     local_now = now.astimezone(zone)
-    month, day = MONTHS[head["mon"]], int(head["day"])
-    for year in (local_now.year, local_now.year - 1):
-        at = datetime(year, month, day, hour, minute, second, tzinfo=zone)
-        if at <= local_now + timedelta(days=1):
-            return at.astimezone(UTC)
+    return _stamp(
+        head["mon"], int(head["day"]), head["time"], local_now.year, local_now.date(), zone
+    )
+
+
+@lru_cache(maxsize=4096)
+def _stamp(mon: str, day: int, clock: str, year: int, today, zone: tzinfo) -> datetime:
+    """A classic timestamp in UTC (cached: a busy log repeats each second many times)."""
+    hour, minute, second = (int(x) for x in clock.split(":"))
+    month = MONTHS[mon]
+    at = datetime(year, month, day, hour, minute, second, tzinfo=zone)
+    if at.date() > today + timedelta(days=1):  # December's lines read in January
+        at = at.replace(year=year - 1)
     return at.astimezone(UTC)

@@ -41,8 +41,8 @@ class Classifier:
         self.extra = classify.parse_extra(getattr(settings, "POOLWARDEN_PROVIDERS", ""))
         self.providers: dict[tuple[str, str], str] = {}
 
-    def key(self, line: str) -> tuple | None:
-        attempt = logline.parse(line, now=self.now, zone=self.zone)
+    def key(self, line: str, now: datetime | None = None) -> tuple | None:
+        attempt = logline.parse(line, now=now or self.now, zone=self.zone)
         if attempt is None:
             return None
         reply_class, zone = classify.reply_class(attempt.status, attempt.dsn, attempt.text)
@@ -60,9 +60,12 @@ class Classifier:
 
 def count(lines: Iterable[bytes], classifier: Classifier, totals: Totals) -> Counter:
     counts: Counter = Counter()
+    now = classifier.now or datetime.now(UTC)
     for raw in lines:
         totals.lines += 1
-        key = classifier.key(raw.decode("utf-8", "replace"))
+        if b"status=" not in raw:  # most lines are no delivery attempt
+            continue
+        key = classifier.key(raw.decode("utf-8", "replace"), now)
         if key is None:
             continue
         totals.attempts += 1
