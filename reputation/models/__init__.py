@@ -13,6 +13,7 @@ from reputation.models.blocklists import (
     QueryUsage,
     SweepLease,
 )
+from reputation.models.deliveries import DeliveryCount, DeliveryHourly, LogPosition
 from reputation.models.rdns import ReverseDNSCheck
 from reputation.models.schedules import ScheduleDefault
 from reputation.models.shares import ZoneHolder
@@ -26,10 +27,13 @@ __all__ = [
     "CheckRun",
     "ChunkDone",
     "DSNHourly",
+    "DeliveryCount",
+    "DeliveryHourly",
     "Event",
     "KnownAddress",
     "ListSweep",
     "Listing",
+    "LogPosition",
     "Notification",
     "QueryUsage",
     "ReverseDNSCheck",
