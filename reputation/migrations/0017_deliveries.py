@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reputation", "0014_spike_incidents"),
+        ("reputation", "0016_checkrun_address"),
     ]
 
     operations = [
