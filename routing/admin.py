@@ -293,12 +293,13 @@ class SenderRestrictionAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         editable = obj is not None and obj.released is None
+        editable = editable and self.has_change_permission(request, obj)
         return (
             [*self.shown, "release", "release_note"] if editable else [*self.shown, "release_note"]
         )
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.released is None:
+        if obj is not None and obj.released is None and self.has_change_permission(request, obj):
             return self.shown
         return [*self.shown, "release_note"]
 
@@ -327,12 +328,12 @@ class SenderRestrictionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if form.cleaned_data.get("release"):
-            self.release(request, obj.sender, form.cleaned_data.get("release_note", ""))
+            self.release_sender(request, obj.sender, form.cleaned_data.get("release_note", ""))
 
     def save_related(self, request, form, formsets, change) -> None:
         pass
 
-    def release(self, request, sender: str, note: str) -> None:
+    def release_sender(self, request, sender: str, note: str) -> None:
         from routing.limits import restrictions
         from routing.limits.store import Unavailable
 
@@ -350,4 +351,4 @@ class SenderRestrictionAdmin(admin.ModelAdmin):
         for sender in sorted(
             set(queryset.filter(released__isnull=True).values_list("sender", flat=True))
         ):
-            self.release(request, sender, f"released from the list by {request.user}")
+            self.release_sender(request, sender, f"released from the list by {request.user}")

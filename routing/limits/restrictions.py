@@ -95,7 +95,8 @@ def write(notes: Notes) -> None:
         row.refresh_from_db(fields=["samples"])
         row.samples = (row.samples + note.samples)[-SAMPLES:]
         row.save(update_fields=["samples"])
-    upsert("routing_senderrejectedcount", ("hour", "sender", "limit"), notes.rejected)
+    # "limit" is an SQL keyword: quoted (SQLite and PostgreSQL alike).
+    upsert("routing_senderrejectedcount", ("hour", "sender", '"limit"'), notes.rejected)
 
 
 def restricted(row: SenderRestriction) -> None:
