@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import quopri
 import re
 from collections import deque
@@ -152,10 +153,8 @@ def _media_type(part: Message) -> tuple[str, dict[str, str]]:
     known = getattr(part, "_pw_media_type", None)
     if known is None:
         known = _read_media_type(part)
-        try:
+        with contextlib.suppress(AttributeError):  # not a Message (hostile or odd payloads)
             part._pw_media_type = known
-        except AttributeError:  # not a Message (hostile or odd payloads)
-            pass
     return known
 
 
