@@ -48,6 +48,7 @@ class MessageFacts:
     dsn_signals: tuple[str, ...] = ()  # "null-sender", "multipart-report"
     dsn: DSNReport | None = None
     source: str = ""  # emitting source: SASL login or client address, when known
+    recipient_count: int = 0  # recipients the MTA counted without naming them (policyd at DATA)
     sasl_login: str = ""  # the MTA's SASL login ({auth_authen}, sasl_username), when known
     subject: str = ""  # the Subject header (for the samples of restricted senders)
     message_id: str = ""

@@ -8,6 +8,7 @@ report's MIME tree only down to `MAX_DEPTH` levels and up to `MAX_PARTS` parts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -176,9 +177,10 @@ def facts_from_envelope(
     spam_score=None,
     source: str = "",
     sasl_login: str = "",
+    recipient_count: int = 0,
 ) -> MessageFacts:
     """Facts when only the envelope is known (policy server, API without a message)."""
-    return build_facts(
+    facts = build_facts(
         mail_from=normalize_address(mail_from),
         rcpt_to=rcpt_to,
         spam_score=spam_score,
@@ -186,6 +188,7 @@ def facts_from_envelope(
         source=source,
         sasl_login=sasl_login,
     )
+    return dataclasses.replace(facts, recipient_count=recipient_count) if recipient_count else facts
 
 
 def build_facts(

@@ -113,11 +113,11 @@ def usage(facts: MessageFacts, policy: LimitPolicy, *, high_risk: bool) -> dict[
     """What this message adds to each window: its recipients, and one high-risk message when
     it went high-risk for its spam score."""
     internal = sum(1 for r in facts.rcpt_to if is_internal(r, policy.internal_domains))
-    external = len(facts.rcpt_to) - internal
+    total = max(len(facts.rcpt_to), facts.recipient_count)
     return {
-        EXTERNAL_PER_HOUR: external,
+        EXTERNAL_PER_HOUR: total - internal,  # recipients counted but not named: external
         INTERNAL_PER_HOUR: internal,
-        PER_DAY: len(facts.rcpt_to),
+        PER_DAY: total,
         HIGH_RISK_PER_HOUR: int(high_risk),
     }
 

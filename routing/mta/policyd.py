@@ -52,7 +52,17 @@ def envelope(request: dict[str, str]) -> dict:
         "rcpt_to": [recipient] if recipient else [],
         "source": request.get("sasl_username") or request.get("client_address", ""),
         "sasl_login": request.get("sasl_username", ""),
+        # At DATA (where postfix_config asks) Postfix names the recipient only when it is
+        # the one: the sender limits count the others too.
+        "recipient_count": recipient_count(request),
     }
+
+
+def recipient_count(request: dict[str, str]) -> int:
+    try:
+        return max(0, int(request.get("recipient_count") or 0))
+    except ValueError:
+        return 0
 
 
 def action_for(decision: Decision, nexthop: str = "") -> str:

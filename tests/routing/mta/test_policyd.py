@@ -39,6 +39,7 @@ def test_an_empty_sender_is_the_null_sender():
         "rcpt_to": ["r@x.test"],
         "source": "192.0.2.9",
         "sasl_login": "",
+        "recipient_count": 0,
     }
 
 
