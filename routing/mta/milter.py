@@ -250,11 +250,11 @@ class PoolFilter:
 
 
 def read_envelope(state: MessageState, macros: Macros) -> None:
-    """Sender (empty for `<>`), one recipient and the SASL login, from the macros Postfix
-    sends by default (milter_mail_macros, milter_rcpt_macros)."""
+    """Sender (empty for `<>`), the recipients and the SASL login, from the macros Postfix
+    sends by default (milter_mail_macros, milter_rcpt_macros: once per recipient)."""
     state.mail_from = macros.get("{mail_addr}")
     rcpt = macros.get("{rcpt_addr}")
-    state.rcpt_to = [rcpt] if rcpt else []
+    state.rcpt_to = list(macros.recipients) or ([rcpt] if rcpt else [])
     state.source = state.sasl_login = macros.get("{auth_authen}") or ""
 
 

@@ -199,3 +199,13 @@ def test_internal_recipients_do_not_count_against_the_external_limit(policyd_por
     submit(policyd_port, user)
     submit(policyd_port, user)
     rejected(policyd_port, user)
+
+
+def test_the_milter_counts_every_recipient_of_a_message(two_milters, sink):
+    user = login("blocky")  # 2 external recipients an hour
+    text = message(f"{user}@both.test")
+    with smtplib.SMTP("127.0.0.1", two_milters[0], timeout=30) as client:
+        client.login(user, password_for(user))
+        client.sendmail(f"{user}@both.test", ["a@sink.test", "b@sink.test"], text.encode())
+    delivered(sink, text)
+    rejected(two_milters[1], user)  # a third recipient
