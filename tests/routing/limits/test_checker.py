@@ -246,3 +246,15 @@ def test_concurrent_deciders_on_redis_never_overshoot(shared):
     assert actions.count(DELIVER) == 50 and actions.count(REJECT) == 110
     for store in stores:
         store.close()
+
+
+def test_the_database_forgets_a_senders_rows_past_the_longest_window():
+    from routing.limits.store import DatabaseStore
+    from routing.models import SenderUsage
+
+    clock = Clock()
+    checker, snapshot = LimitChecker(DatabaseStore(), clock), policy(LimitRule("*", per_day=100))
+    decide(checker, snapshot, message())
+    clock.now += timedelta(days=1, seconds=1)
+    decide(checker, snapshot, message())
+    assert SenderUsage.objects.filter(at__lt=clock.now).count() == 0
