@@ -146,8 +146,9 @@ for i = 1, n do
 end
 local new = false
 if reached > 0 then
-  local base = 3 + (reached - 1) * 3
-  hold = ARGV[2 + 3 * n + reached]
+  -- the count that reached the limit, kept in the hold for every later message to show
+  local count = '"count":' .. counts[reached] .. ','
+  hold = string.gsub(ARGV[2 + 3 * n + reached], '"count":0,', count, 1)
   local h = cjson.decode(hold)
   if h['until'] and h['until'] ~= cjson.null then
     -- relative to Redis's clock: the hosts' clocks may differ from it a little
@@ -203,9 +204,6 @@ class RedisStore:
         raw, reached, *values = answer
         counts = dict(zip(names, map(int, values), strict=False))
         hold = Hold.from_json(sender, raw) if raw else None
-        if hold is not None and reached:
-            # The script stored the hold with count 0: the count is the window's.
-            hold = Hold(**{**hold.__dict__, "count": counts[names[reached - 1]]})
         return Outcome(hold=hold, new=bool(reached), counts=counts)
 
     def release(self, sender: str) -> None:

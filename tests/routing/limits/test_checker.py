@@ -74,6 +74,8 @@ def test_the_21st_external_recipient_in_the_hour_is_rejected_and_others_are_unaf
     assert (hit.name, hit.count, hit.window, hit.maximum) == ("external_per_hour", 20, 3600, 20)
     assert hit.sender == "alice" and hit.until == (T0 + timedelta(hours=1)).isoformat()
     assert decide(checker, snapshot, message("bob")).action == DELIVER
+    again = decide(LimitChecker(checker.store, Clock()), snapshot, message())
+    assert again.limit == hit  # every later message names the same limit and count
     internal = decide(checker, snapshot, message("alice", "colleague@example.com"))
     assert internal.action == REJECT  # a blocked sender is blocked for every recipient
 
