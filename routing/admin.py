@@ -17,6 +17,8 @@ from routing.models import (
     Pool,
     PoolAddress,
     RoutingPolicy,
+    SenderLimit,
+    SenderRestriction,
     SettingChange,
 )
 
@@ -164,6 +166,10 @@ class RoutingPolicyAdmin(RecordChanges, admin.ModelAdmin):
         (None, {"fields": ["spam_threshold", "trusted_score_headers", "on_dns_failure"]}),
         ("Source addresses", {"fields": ["fallback"]}),
         (
+            "Sender limits",
+            {"fields": ["internal_domains", "sender_identity", "on_limit_store_failure"]},
+        ),
+        (
             "SpamAssassin (milter)",
             {"fields": ["spamd_enabled", "spamd_address", "spamd_timeout", "spamd_max_bytes"]},
         ),
@@ -230,3 +236,119 @@ class SettingChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(SenderLimit)
+class SenderLimitAdmin(RecordChanges, admin.ModelAdmin):
+    list_display = [
+        "match",
+        "external_per_hour",
+        "internal_per_hour",
+        "per_day",
+        "high_risk_per_hour",
+        "action",
+    ]
+    list_filter = ["action"]
+    search_fields = ["match"]
+    readonly_fields = ["created", "updated"]
+
+
+class ReleaseForm(forms.ModelForm):
+    release = forms.BooleanField(
+        required=False, help_text="End this restriction: the sender's mail flows again at once."
+    )
+    release_note = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Why (audited)."
+    )
+
+    class Meta:
+        model = SenderRestriction
+        fields = ["release_note"]
+
+
+@admin.register(SenderRestriction)
+class SenderRestrictionAdmin(admin.ModelAdmin):
+    """Restricted senders: operators release them with a note, viewers see them."""
+
+    form = ReleaseForm
+    list_display = ["sender", "limit", "action", "count", "since", "until", "rejected", "state"]
+    list_filter = ["action", "limit", ("released", admin.EmptyFieldListFilter)]
+    search_fields = ["sender"]
+    date_hierarchy = "since"
+    actions = ["release_selected"]
+    shown = [
+        "sender",
+        "limit",
+        "action",
+        "count",
+        "maximum",
+        "window",
+        "since",
+        "until",
+        "rejected",
+        "last_messages",
+        "released",
+        "released_by",
+    ]
+
+    def get_fields(self, request, obj=None):
+        editable = obj is not None and obj.released is None
+        editable = editable and self.has_change_permission(request, obj)
+        return (
+            [*self.shown, "release", "release_note"] if editable else [*self.shown, "release_note"]
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.released is None and self.has_change_permission(request, obj):
+            return self.shown
+        return [*self.shown, "release_note"]
+
+    @admin.display(description="state")
+    def state(self, obj: SenderRestriction) -> str:
+        if obj.released:
+            return f"released by {obj.released_by}"
+        if obj.until and obj.until <= timezone.now():
+            return "ended"
+        return "in force"
+
+    @admin.display(description="last messages")
+    def last_messages(self, obj: SenderRestriction) -> str:
+        lines = [
+            f"{s.get('at', '')} {s.get('action', '')} to {', '.join(s.get('rcpt_to', []))}: "
+            f"{s.get('subject', '')}"
+            for s in reversed(obj.samples or [])
+        ]
+        return "\n".join(lines) or "-"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        if form.cleaned_data.get("release"):
+            self.release_sender(request, obj.sender, form.cleaned_data.get("release_note", ""))
+
+    def save_related(self, request, form, formsets, change) -> None:
+        pass
+
+    def release_sender(self, request, sender: str, note: str) -> None:
+        from routing.limits import restrictions
+        from routing.limits.store import Unavailable
+
+        try:
+            count = restrictions.release(sender=sender, note=note, user=request.user)
+        except restrictions.NotRestricted as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        except Unavailable as exc:
+            self.message_user(request, f"not released: the limit store: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"{sender} released ({count} restriction(s)).")
+
+    @admin.action(description="Release selected senders", permissions=["change"])
+    def release_selected(self, request, queryset) -> None:
+        for sender in sorted(
+            set(queryset.filter(released__isnull=True).values_list("sender", flat=True))
+        ):
+            self.release_sender(request, sender, f"released from the list by {request.user}")

@@ -14,7 +14,14 @@ class RoutingConfig(AppConfig):
 
         checks.register(pool_addresses_on_host, checks.Tags.database)
         post_migrate.connect(access.grant_group_permissions, dispatch_uid="pw-groups")
-        for model in ("RoutingPolicy", "Pool", "IPRange", "PoolAddress", "ApiToken"):
+        for model in (
+            "RoutingPolicy",
+            "Pool",
+            "IPRange",
+            "PoolAddress",
+            "ApiToken",
+            "SenderLimit",
+        ):
             post_save.connect(
                 _policy_changed, sender=f"routing.{model}", dispatch_uid=f"pw-policy-{model}"
             )

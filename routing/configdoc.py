@@ -20,7 +20,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from routing import pools, scores
-from routing.models import IPRange, Pool, PoolAddress, RoutingPolicy
+from routing.limits import rules as limit_rules
+from routing.models import IPRange, Pool, PoolAddress, RoutingPolicy, SenderLimit
 
 SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 
@@ -417,7 +418,13 @@ POLICY_FIELDS = {
     "spamd_address": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
     "spamd_timeout": lambda v: _number(v) and 0 < v <= 300,
     "spamd_max_bytes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "internal_domains": lambda v: (
+        isinstance(v, list) and all(isinstance(d, str) and DOMAIN.match(d) for d in v)
+    ),
+    "sender_identity": lambda v: isinstance(v, str),
+    "on_limit_store_failure": lambda v: isinstance(v, str),
 }
+DOMAIN = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9_-]{1,63}(\.[a-zA-Z0-9_-]{1,63})*$")
 
 
 class RoutingSection(Section):
@@ -454,6 +461,8 @@ class RoutingSection(Section):
         choices = {
             "on_dns_failure": RoutingPolicy.OnDNSFailure.values,
             "fallback": RoutingPolicy.Fallback.values,
+            "sender_identity": limit_rules.IDENTITIES,
+            "on_limit_store_failure": (limit_rules.STORE_DELIVER, limit_rules.STORE_DEFER),
         }
         for name, allowed in choices.items():
             if name in value and value[name] not in allowed:
@@ -474,8 +483,83 @@ class RoutingSection(Section):
         for name in ("spam_threshold", "spamd_timeout"):
             if name in value:
                 setattr(policy, name, float(value[name]))
+        if "internal_domains" in value:
+            policy.internal_domains = [d.lower() for d in value["internal_domains"]]
         policy.save()
 
 
+# --- sender limits -------------------------------------------------------------------------
+
+LIMIT_FIELDS = ("external_per_hour", "internal_per_hour", "per_day", "high_risk_per_hour")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**9
+
+
+class SenderLimitSection(Section):
+    """`[[sender_limits]]`: replaces the limits it names (by `match`); a limit missing from
+    the document is removed only with --prune."""
+
+    key = "sender_limits"
+
+    def export(self) -> list[dict]:
+        return [self.entry(row) for row in SenderLimit.objects.order_by("match")]
+
+    def entry(self, row: SenderLimit) -> dict:
+        data = {"match": row.match}
+        data |= {n: getattr(row, n) for n in LIMIT_FIELDS if getattr(row, n) is not None}
+        return data | {"action": row.action}
+
+    def plan(self, value: Any, *, prune: bool) -> Plan:
+        if not isinstance(value, list):
+            raise DocumentError(["sender_limits: expected an array of tables ([[sender_limits]])"])
+        wanted, problems = {}, []
+        for index, item in enumerate(value):
+            problems += self.problems(item, f"sender_limits[{index}]")
+            if isinstance(item, dict) and isinstance(item.get("match"), str):
+                if item["match"] in wanted:
+                    problems.append(f"sender_limits: match {item['match']!r} given twice")
+                wanted[item["match"]] = item
+        if problems:
+            raise DocumentError(problems)
+        current = {e["match"]: e for e in self.export()}
+        plan = Plan()
+        for match, item in wanted.items():
+            entry = {"match": match} | {n: item[n] for n in LIMIT_FIELDS if n in item}
+            entry["action"] = item.get("action", limit_rules.BLOCK_TODAY)
+            if current.get(match) == entry:
+                continue
+            sign = "~" if match in current else "+"
+            plan.changes.append(f"{sign} sender_limits: {match} {entry}")
+            plan.actions.append(lambda entry=entry: self.store(entry))
+        for match in sorted(set(current) - set(wanted)) if prune else ():
+            plan.changes.append(f"- sender_limits: {match}")
+            plan.actions.append(
+                lambda match=match: SenderLimit.objects.filter(match=match).delete()
+            )
+        return plan
+
+    def problems(self, item: Any, where: str) -> list[str]:
+        if not isinstance(item, dict):
+            return [f"{where}: expected a table"]
+        known = {"match", "action", *LIMIT_FIELDS}
+        problems = [f"{where}: unknown key {k!r}" for k in sorted(set(item) - known)]
+        match = item.get("match")
+        if not isinstance(match, str) or not 0 < len(match) <= 255:
+            problems.append(f'{where}.match: expected a glob such as "*" or "*@example.com"')
+        for name in LIMIT_FIELDS:
+            if name in item and not _count(item[name]):
+                problems.append(f"{where}.{name}: expected a whole number of at least 0")
+        if item.get("action", limit_rules.BLOCK_TODAY) not in limit_rules.ACTIONS:
+            problems.append(f"{where}.action: expected one of {list(limit_rules.ACTIONS)}")
+        return problems
+
+    def store(self, entry: dict) -> None:
+        fields = {n: entry.get(n) for n in LIMIT_FIELDS} | {"action": entry["action"]}
+        SenderLimit.objects.update_or_create(match=entry["match"], defaults=fields)
+
+
 register(RoutingSection())
+register(SenderLimitSection())
 register(PoolSection())

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from routing import routed
-from routing.facts import Decision, MessageFacts
+from routing.facts import DELIVER, Decision, MessageFacts
+from routing.limits import restrictions
 from routing.models import (
     AddressCount,
     DSNCount,
@@ -85,10 +86,12 @@ class Pending:
     scores: Counter[tuple] = field(default_factory=Counter)  # (day, pool, score bin)
     samples: list[dict] = field(default_factory=list)
     routed: set[int] = field(default_factory=set)  # Message-ID hashes of mail routed here
+    limits: restrictions.Notes = field(default_factory=restrictions.Notes)  # limited senders
 
     def keys(self) -> int:
         return (
-            len(self.routing)
+            self.limits.keys()
+            + len(self.routing)
             + len(self.dsn)
             + len(self.routing_hours)
             + len(self.dsn_hours)
@@ -102,6 +105,7 @@ class Pending:
             getattr(self, name).update(getattr(other, name))
         self.samples = (self.samples + other.samples)[:SAMPLES_PER_FLUSH]
         self.routed |= other.routed
+        self.limits.add(other.limits)
 
     def merge_oldest_minutes(self, down_to: int) -> int:
         """Merge minute keys into hour keys, oldest first, until at most `down_to` keys are
@@ -150,7 +154,8 @@ class Counters:
     def record(self, facts: MessageFacts, decision: Decision) -> None:
         minute = minute_of(self.clock())
         source = facts.source[:255]
-        digest = id_hash(facts.message_id) if facts.message_id and not facts.is_dsn else None
+        routed_here = facts.message_id and not facts.is_dsn and decision.action == DELIVER
+        digest = id_hash(facts.message_id) if routed_here else None
         with self.lock:
             if digest is not None:
                 self.remember_routed(digest)
@@ -161,6 +166,9 @@ class Counters:
 
     def count(self, facts: MessageFacts, decision: Decision, minute, source: str) -> None:
         counts = self.counts
+        counts.limits.record(facts, decision, minute)
+        if decision.action != DELIVER:  # rejected or deferred: not routed
+            return
         reasons = "+".join(sorted(decision.reasons)) or "none"
         counts.routing[(minute, decision.pool, reasons, source)] += 1
         hour = minute.replace(minute=0)
@@ -310,6 +318,7 @@ def write(pending: Pending) -> None:
     upsert("routing_addresscount", ADDRESS_KEY, pending.addresses)
     upsert("routing_scorecount", SCORE_KEY, pending.scores)
     DSNSample.objects.bulk_create(DSNSample(**sample) for sample in pending.samples)
+    restrictions.write(pending.limits)
 
 
 def by_hour(counts: Counter, keep: int | None = None) -> Counter:

@@ -12,13 +12,22 @@ from routing import classify
 from routing.counters import Counters, Flusher
 from routing.dns import DomainChecker, make_resolver
 from routing.facts import Decision, MessageFacts
+from routing.limits.checker import LimitChecker
 from routing.message import facts_from_envelope, facts_from_message
 from routing.policy import SnapshotCache
 
 
 class Engine:
-    def __init__(self, *, checker: DomainChecker, snapshots: SnapshotCache, counters: Counters):
+    def __init__(
+        self,
+        *,
+        checker: DomainChecker,
+        snapshots: SnapshotCache,
+        counters: Counters,
+        limits: LimitChecker | None = None,
+    ):
         self.checker, self.snapshots, self.counters = checker, snapshots, counters
+        self.limits = limits if limits is not None else LimitChecker()
 
     def route(self, facts: MessageFacts) -> Decision:
         policy = self.snapshots.get()
@@ -29,7 +38,7 @@ class Engine:
         """The decision when it needs no I/O (a policy that is not due for reload, a sender
         domain in this process's cache), else None: for event loops that must not block."""
         policy = self.snapshots.fresh()
-        if policy is None:
+        if policy is None or policy.limits.active:  # sender limits ask their store
             return None
         lookup = None
         if facts.sender_domain:
@@ -39,8 +48,9 @@ class Engine:
         return self.decide(facts, policy, lookup)
 
     def decide(self, facts: MessageFacts, policy, lookup) -> Decision:
-        """Classify and count: the one place both `route` and `route_now` end."""
-        decision = classify.decide(facts, policy, lookup)
+        """Classify, apply the sender limits and count: the one place both `route` and
+        `route_now` end."""
+        decision = self.limits.apply(facts, classify.decide(facts, policy, lookup), policy)
         self.counters.record(facts, decision)
         return decision
 

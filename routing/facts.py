@@ -48,6 +48,9 @@ class MessageFacts:
     dsn_signals: tuple[str, ...] = ()  # "null-sender", "multipart-report"
     dsn: DSNReport | None = None
     source: str = ""  # emitting source: SASL login or client address, when known
+    recipient_count: int = 0  # recipients the MTA counted without naming them (policyd at DATA)
+    sasl_login: str = ""  # the MTA's SASL login ({auth_authen}, sasl_username), when known
+    subject: str = ""  # the Subject header (for the samples of restricted senders)
     message_id: str = ""
     size: int = 0  # bytes read (capped)
     problems: tuple[str, ...] = ()  # what could not be established, for people
@@ -58,6 +61,23 @@ class MessageFacts:
         if not self.rcpt_to:
             return ""
         return self.rcpt_to[0].rpartition("@")[2].lower()
+
+
+DELIVER, REJECT, DEFER = "deliver", "reject", "defer"
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    """The sender limit that acted on a message (the `limit` of the decision's JSON)."""
+
+    name: str  # external_per_hour, internal_per_hour, per_day, high_risk_per_hour
+    count: int  # the sender's count in the window when the limit was reached
+    window: int  # seconds
+    maximum: int
+    sender: str
+    action: str  # the limit's action: alert, high-risk, block-today, block
+    since: str  # ISO 8601: when the limit was reached
+    until: str | None  # ISO 8601; None: until an operator releases the sender
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,9 @@ class Decision:
     sender_domain: str
     fallback: bool = False  # the chosen pool had no address in rotation
     problems: tuple[str, ...] = field(default=())
+    # deliver; reject (a sender limit: never routed, no pool); defer (the MTA answers 4xx)
+    action: str = DELIVER
+    limit: LimitHit | None = None
 
     def as_dict(self) -> dict:
         data = asdict(self)

@@ -8,6 +8,7 @@ report's MIME tree only down to `MAX_DEPTH` levels and up to `MAX_PARTS` parts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -130,6 +131,7 @@ def facts_from_message(
     rcpt_to: Iterable[str] = (),
     spam_score: float | None = None,
     source: str = "",
+    sasl_login: str = "",
     trusted_headers: Iterable[str] = (),
 ) -> MessageFacts:
     """Facts from raw RFC 5322 bytes plus what the caller knows of the envelope."""
@@ -160,6 +162,8 @@ def facts_from_message(
         is_report=is_report,
         report=report,
         source=source,
+        sasl_login=sasl_login,
+        subject=" ".join(next(iter(raw_headers(headers, "Subject")), "").split()),
         message_id=next(iter(raw_headers(headers, "Message-ID")), "").strip()[:255],
         size=len(raw),
         problems=problems,
@@ -167,16 +171,24 @@ def facts_from_message(
 
 
 def facts_from_envelope(
-    *, mail_from: str | None, rcpt_to: Iterable[str] = (), spam_score=None, source: str = ""
+    *,
+    mail_from: str | None,
+    rcpt_to: Iterable[str] = (),
+    spam_score=None,
+    source: str = "",
+    sasl_login: str = "",
+    recipient_count: int = 0,
 ) -> MessageFacts:
     """Facts when only the envelope is known (policy server, API without a message)."""
-    return build_facts(
+    facts = build_facts(
         mail_from=normalize_address(mail_from),
         rcpt_to=rcpt_to,
         spam_score=spam_score,
         score_source="caller" if spam_score is not None else "",
         source=source,
+        sasl_login=sasl_login,
     )
+    return dataclasses.replace(facts, recipient_count=recipient_count) if recipient_count else facts
 
 
 def build_facts(
@@ -189,6 +201,8 @@ def build_facts(
     is_report: bool = False,
     report=None,
     source: str = "",
+    sasl_login: str = "",
+    subject: str = "",
     message_id: str = "",
     size: int = 0,
     problems: list[str] | None = None,
@@ -219,6 +233,8 @@ def build_facts(
         dsn_signals=tuple(signals),
         dsn=report,
         source=source,
+        sasl_login=sasl_login[:255],
+        subject=subject[:200],
         message_id=message_id,
         size=size,
         problems=tuple(problems),

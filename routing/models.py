@@ -194,6 +194,17 @@ class PoolAddress(models.Model):
         self.ip_range = self.pool.ranges.get(cidr=holder)
 
 
+class SenderIdentity(models.TextChoices):
+    AUTO = "auto", "SASL login, else the API's source, else the envelope sender"
+    SASL = "sasl", "SASL login only (mail without one is not limited)"
+    ENVELOPE = "envelope", "Envelope sender"
+
+
+class OnLimitStoreFailure(models.TextChoices):
+    DELIVER = "deliver", "Deliver without limits"
+    DEFER = "defer", "Defer (the MTA answers 4xx, mail waits)"
+
+
 class RoutingPolicy(models.Model):
     """The routing rules' settings: one row (pk=1), edited in admin or by config_import."""
 
@@ -245,6 +256,26 @@ class RoutingPolicy(models.Model):
     )
     spamd_max_bytes = models.PositiveIntegerField(
         default=512 * 1024, help_text="Larger messages are not sent to spamd (as spamc -s)."
+    )
+    internal_domains = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Your own domains, e.g. ["example.com"]: recipients there (and in their '
+        "subdomains) count as internal for the sender limits.",
+    )
+    sender_identity = models.CharField(
+        "sender identity for limits",
+        max_length=16,
+        choices=SenderIdentity.choices,
+        default=SenderIdentity.AUTO,
+    )
+    on_limit_store_failure = models.CharField(
+        "when the sender-limit store cannot be reached",
+        max_length=16,
+        choices=OnLimitStoreFailure.choices,
+        default=OnLimitStoreFailure.DELIVER,
+        help_text="Redis (or the database) down or slow: deliver without limits, or make "
+        "mail wait (4xx) until it answers. Never a rejection.",
     )
     updated = models.DateTimeField(auto_now=True)
 
@@ -536,3 +567,162 @@ class RoutedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.digest:016x} {self.hour:%Y-%m-%d %H:00}"
+
+
+# --- sender limits ----------------------------------------------------------------------------
+
+LIMIT_HELP = "Recipients (high-risk: messages) in the window; empty: no limit."
+
+
+class SenderLimit(models.Model):
+    """Per-sender limits for the senders whose identity matches a glob; the most specific
+    match wins (an exact identity, then the glob with the most literal characters)."""
+
+    class Action(models.TextChoices):
+        ALERT = "alert", "Alert only"
+        HIGH_RISK = "high-risk", "High-risk pool for the rest of the window"
+        BLOCK_TODAY = "block-today", "Reject until the window ends"
+        BLOCK = "block", "Reject until an operator releases the sender"
+
+    match = models.CharField(
+        max_length=255,
+        unique=True,
+        help_text='Glob on the sender identity (SASL login or address), e.g. "*", '
+        '"*@example.com", "alice@example.com".',
+    )
+    external_per_hour = models.PositiveIntegerField(
+        "external recipients per hour", null=True, blank=True, help_text=LIMIT_HELP
+    )
+    internal_per_hour = models.PositiveIntegerField(
+        "internal recipients per hour", null=True, blank=True, help_text=LIMIT_HELP
+    )
+    per_day = models.PositiveIntegerField(
+        "recipients per day", null=True, blank=True, help_text=LIMIT_HELP
+    )
+    high_risk_per_hour = models.PositiveIntegerField(
+        "high-risk messages per hour",
+        null=True,
+        blank=True,
+        help_text="Messages that went high-risk for their spam score; empty: no limit.",
+    )
+    action = models.CharField(
+        max_length=16,
+        choices=Action.choices,
+        default=Action.BLOCK_TODAY,
+        help_text="What happens when one of these limits is reached.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["match"]
+        verbose_name = "sender limit"
+
+    def __str__(self) -> str:
+        return self.match
+
+
+class RestrictionQuerySet(models.QuerySet):
+    def active(self, now=None):
+        now = now or timezone.now()
+        return self.filter(
+            models.Q(until__isnull=True) | models.Q(until__gt=now), released__isnull=True
+        ).order_by("-since")
+
+
+class SenderRestriction(models.Model):
+    """A sender that reached a limit: what happened (alert, high-risk, rejected) from `since`
+    to `until` (none: until released), the messages rejected since, and samples of the last
+    messages. Released by an operator (with a note) or by time."""
+
+    sender = models.CharField(max_length=255, db_index=True)
+    limit = models.CharField(max_length=32, help_text="external_per_hour, per_day, …")
+    action = models.CharField(max_length=16, choices=SenderLimit.Action.choices)
+    count = models.PositiveIntegerField(help_text="The sender's count when it was reached.")
+    maximum = models.PositiveIntegerField()
+    window = models.PositiveIntegerField(help_text="Seconds.")
+    since = models.DateTimeField()
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty: until released.")
+    rejected = models.PositiveBigIntegerField(default=0, help_text="Messages rejected.")
+    samples = models.JSONField(
+        default=list, blank=True, help_text="The last messages: time, recipients, subject."
+    )
+    released = models.DateTimeField(null=True, blank=True)
+    released_by = models.CharField(max_length=150, blank=True)
+    release_note = models.TextField(blank=True)
+
+    objects = RestrictionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-since"]
+        constraints = [
+            models.UniqueConstraint(fields=["sender", "since"], name="senderrestriction_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender}: {self.limit} ({self.action})"
+
+    def hold(self):
+        from routing.limits.store import Hold
+
+        return Hold(
+            self.sender,
+            self.limit,
+            self.action,
+            self.count,
+            self.maximum,
+            self.window,
+            self.since,
+            self.until,
+        )
+
+    @classmethod
+    def start(cls, hold) -> tuple[SenderRestriction, bool]:
+        """The row of `hold` (by sender and since), created if new."""
+        return cls.objects.get_or_create(
+            sender=hold.sender[:255],
+            since=hold.since,
+            defaults={
+                "limit": hold.limit,
+                "action": hold.action,
+                "count": hold.count,
+                "maximum": hold.maximum,
+                "window": hold.window,
+                "until": hold.until,
+            },
+        )
+
+
+class SenderUsage(models.Model):
+    """One message's recipients in one window of a sender (the database store only; with
+    Redis the windows live there)."""
+
+    sender = models.CharField(max_length=255)
+    limit = models.CharField(max_length=32)
+    at = models.DateTimeField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["sender", "limit", "at"], name="senderusage_window")]
+
+    def __str__(self) -> str:
+        return f"{self.sender} {self.limit} {self.at:%Y-%m-%d %H:%M:%S}: {self.count}"
+
+
+class SenderRejectedCount(models.Model):
+    """Messages rejected by a sender limit, per hour, sender and limit (flushed in batches)."""
+
+    hour = models.DateTimeField()
+    sender = models.CharField(max_length=255)
+    limit = models.CharField(max_length=32)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "sender", "limit"], name="senderrejectedcount_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.sender} {self.limit}: {self.count}"

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from django.db import close_old_connections, connection, connections
 
+from routing.limits.rules import LimitPolicy, LimitRule, ordered
+
 logger = logging.getLogger(__name__)
 
 NORMAL, HIGH_RISK = "normal", "high-risk"
@@ -70,6 +72,7 @@ class PolicySnapshot:
     spamd: SpamdSettings = SpamdSettings()
     problems: tuple[str, ...] = ()
     tokens: frozenset[str] = frozenset()  # SHA-256 digests of the unrevoked API tokens
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
 
     def pool(self, kind: str) -> PoolSnapshot | None:
         return self.pools.get(kind)
@@ -78,7 +81,7 @@ class PolicySnapshot:
 def load_snapshot() -> PolicySnapshot:
     """Read the policy and, per kind, the first pool by name with its addresses in rotation."""
 
-    from routing.models import ApiToken, Pool, PoolAddress, RoutingPolicy
+    from routing.models import ApiToken, Pool, PoolAddress, RoutingPolicy, SenderLimit
 
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # The refresher's own connection: give up on a statement after a few seconds (sweeps
@@ -107,6 +110,23 @@ def load_snapshot() -> PolicySnapshot:
             max_bytes=policy.spamd_max_bytes,
         ),
         tokens=frozenset(ApiToken.objects.filter(revoked=False).values_list("digest", flat=True)),
+        limits=LimitPolicy(
+            rules=ordered([limit_rule(row) for row in SenderLimit.objects.all()]),
+            internal_domains=tuple(d.lower().rstrip(".") for d in policy.internal_domains),
+            identity=policy.sender_identity,
+            on_store_failure=policy.on_limit_store_failure,
+        ),
+    )
+
+
+def limit_rule(row) -> LimitRule:
+    return LimitRule(
+        match=row.match,
+        external_per_hour=row.external_per_hour,
+        internal_per_hour=row.internal_per_hour,
+        per_day=row.per_day,
+        high_risk_per_hour=row.high_risk_per_hour,
+        action=row.action,
     )
 
 

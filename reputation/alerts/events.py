@@ -493,3 +493,9 @@ def sweep_failed(reason: str, now: dt.datetime | None = None) -> None:
             )
         ]
     )
+
+
+# --- sender limits (written by routing.limits.restrictions) ---------------------------------
+
+SENDER_RESTRICTED = "sender-restricted"  # a sender reached a limit: alerted, moved or blocked
+SENDER_RELEASED = "sender-released"  # an operator released a restricted sender

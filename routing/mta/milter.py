@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from routing import scores
 from routing.engine import Engine
-from routing.facts import Decision, MessageFacts
+from routing.facts import DEFER, REJECT, Decision, MessageFacts
+from routing.limits.checker import rejection_text
 from routing.message import MAX_READ, REPORT, build_facts, facts_from_message, normalize_address
 from routing.mta import milter_server, spamd
 from routing.mta.milter_protocol import (
@@ -58,6 +59,7 @@ class MessageState:
     mail_from: str | None = None
     rcpt_to: list[str] = field(default_factory=list)
     source: str = ""
+    sasl_login: str = ""
     headers: list[bytes] = field(default_factory=list)  # "Name: value" lines, raw
     first: dict[str, bytes] = field(default_factory=dict)  # topmost value, by lowercase name
     own_headers: dict[str, int] = field(default_factory=dict)  # client copies, by name
@@ -98,6 +100,7 @@ class Changes:
     add: tuple[tuple[str, str], ...]
     decision: Decision | None = None
     defer: str = ""  # why the message must wait (no source address): the MTA answers 4xx
+    reject: str = ""  # why the message is refused (a sender limit): the MTA answers 550 5.7.1
 
 
 def body_limit(state: MessageState, policy: PolicySnapshot) -> int:
@@ -127,6 +130,7 @@ def message_facts(state: MessageState, policy: PolicySnapshot) -> MessageFacts:
             mail_from=state.mail_from,
             rcpt_to=state.rcpt_to,
             source=state.source,
+            sasl_login=state.sasl_login,
             trusted_headers=policy.trusted_headers,
         )
     if policy.spamd.enabled:
@@ -147,6 +151,8 @@ def header_facts(state: MessageState, policy: PolicySnapshot) -> MessageFacts | 
         spam_score=score,
         score_source=header,
         source=state.source,
+        sasl_login=state.sasl_login,
+        subject=" ".join(state.first.get("subject", b"").decode("utf-8", "replace").split()),
         message_id=message_id.strip()[:255],
         size=sum(map(len, state.headers)) + 2 * len(state.headers) + 2 + state.body_size,
         problems=problems,
@@ -155,7 +161,13 @@ def header_facts(state: MessageState, policy: PolicySnapshot) -> MessageFacts | 
 
 def header_changes(decision: Decision, own_headers: dict[str, int]) -> Changes:
     """Delete every client copy of our headers, then add the decision's. Without a source
-    address the message is deferred: leaving by the default transport would be a wrong pool."""
+    address the message is deferred: leaving by the default transport would be a wrong pool.
+    A message a sender limit rejects is refused; one the limits could not check may wait."""
+    if decision.action == REJECT and decision.limit is not None:
+        return Changes(delete=(), add=(), decision=decision, reject=rejection_text(decision.limit))
+    if decision.action == DEFER:
+        why = "; ".join(decision.problems[-1:]) or "sender limits unavailable"
+        return Changes(delete=(), add=(), decision=decision, defer=why)
     if not decision.source_ip:
         why = f"no source address in rotation in the {decision.pool} pool"
         return Changes(delete=(), add=(), decision=decision, defer=why)
@@ -238,16 +250,19 @@ class PoolFilter:
 
 
 def read_envelope(state: MessageState, macros: Macros) -> None:
-    """Sender (empty for `<>`), one recipient and the SASL login, from the macros Postfix
-    sends by default (milter_mail_macros, milter_rcpt_macros)."""
+    """Sender (empty for `<>`), the recipients and the SASL login, from the macros Postfix
+    sends by default (milter_mail_macros, milter_rcpt_macros: once per recipient)."""
     state.mail_from = macros.get("{mail_addr}")
     rcpt = macros.get("{rcpt_addr}")
-    state.rcpt_to = [rcpt] if rcpt else []
-    state.source = macros.get("{auth_authen}") or ""
+    state.rcpt_to = list(macros.recipients) or ([rcpt] if rcpt else [])
+    state.source = state.sasl_login = macros.get("{auth_authen}") or ""
 
 
 def replies(result: Changes) -> list[bytes]:
-    """The end-of-message packets: a 451 with the reason, or the header edits and continue."""
+    """The end-of-message packets: a 550 or 451 with the reason, or the header edits and
+    continue."""
+    if result.reject:
+        return [reply_code("550", "5.7.1", result.reject)]
     if result.defer:
         return [reply_code("451", "4.3.0", f"Poolwarden: {result.defer}, try again later")]
     edits = [change_header(name, index, "") for name, index in result.delete]

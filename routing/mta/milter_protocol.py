@@ -138,6 +138,7 @@ class Macros:
 
     def __init__(self) -> None:
         self.by_command: dict[bytes, dict[bytes, bytes]] = {}
+        self.recipients: list[str] = []  # every RCPT's {rcpt_addr} of the message, in order
 
     def define(self, data: bytes) -> None:
         """A MACRO packet: the command it belongs to, then name/value pairs. Names are kept
@@ -146,7 +147,11 @@ class Macros:
         if len(pairs) % 2:
             raise ProtocolError("MACRO without a command or with a name missing its value")
         names = [name.strip(b"{}") for name in pairs[::2]]
-        self.by_command[data[:1]] = dict(zip(names, pairs[1::2], strict=True))
+        values = dict(zip(names, pairs[1::2], strict=True))
+        self.by_command[data[:1]] = values
+        if data[:1] == RCPT and values.get(b"rcpt_addr"):
+            # Each recipient's macros replace the last's: the sender limits need them all.
+            self.recipients.append(values[b"rcpt_addr"].decode("utf-8", "replace"))
 
     def get(self, name: str) -> str | None:
         """The value of `{name}` (or of a one-letter `i`, either spelling), or None."""
@@ -159,6 +164,8 @@ class Macros:
 
     def end_message(self) -> None:
         self.by_command = {c: v for c, v in self.by_command.items() if c in self.CONNECTION}
+        self.recipients = []
 
     def clear(self) -> None:
         self.by_command = {}
+        self.recipients = []

@@ -18,7 +18,8 @@ import threading
 from collections.abc import Iterable
 
 from routing.engine import Engine
-from routing.facts import Decision
+from routing.facts import DEFER, REJECT, Decision
+from routing.limits.checker import rejection_text
 from routing.mta.postfix import Listen, filter_action, unix_listener
 from routing.policy import PolicyUnavailable
 
@@ -50,12 +51,28 @@ def envelope(request: dict[str, str]) -> dict:
         "mail_from": request.get("sender", ""),
         "rcpt_to": [recipient] if recipient else [],
         "source": request.get("sasl_username") or request.get("client_address", ""),
+        "sasl_login": request.get("sasl_username", ""),
+        # At DATA (where postfix_config asks) Postfix names the recipient only when it is
+        # the one: the sender limits count the others too.
+        "recipient_count": recipient_count(request),
     }
+
+
+def recipient_count(request: dict[str, str]) -> int:
+    try:
+        return max(0, int(request.get("recipient_count") or 0))
+    except ValueError:
+        return 0
 
 
 def action_for(decision: Decision, nexthop: str = "") -> str:
     """FILTER to the chosen address's transport; defer (4xx) when there is none, since the
-    default transport would be a wrong pool."""
+    default transport would be a wrong pool. A sender limit's rejection is a reject action
+    with its code, `550 5.7.1 …` (Postfix's plain REJECT would answer 554)."""
+    if decision.action == REJECT and decision.limit is not None:
+        return f"550 5.7.1 {rejection_text(decision.limit)}"
+    if decision.action == DEFER:
+        return "451 4.3.0 Poolwarden: sender limits unavailable, try again later"
     if not decision.source_ip:
         return f"451 4.3.0 Poolwarden: no source address in rotation in the {decision.pool} pool"
     return filter_action(decision.source_ip, nexthop)

@@ -174,9 +174,9 @@ def policyd(mail_site, sink):
     daemon.stop()
 
 
-def configured_postfix(site: Site, sink, *args: str) -> PostfixInstance:
+def configured_postfix(site: Site, sink, *args: str, main: str = "") -> PostfixInstance:
     """A started Postfix configured from `postfix_config` output (sections main, master and,
-    for the milter, header-checks)."""
+    for the milter, header-checks), plus the `main` lines given."""
     require("postfix", POSTFIX)
     instance = PostfixInstance(relay_port=sink.port, smtpd_port=free_port())
     common = [*args, "--nexthop", f"[127.0.0.1]:{sink.port}"]
@@ -189,7 +189,7 @@ def configured_postfix(site: Site, sink, *args: str) -> PostfixInstance:
         result = site.manage("postfix_config", "--section", section, *common)
         assert result.returncode == 0, result.stderr
         sections[section] = result.stdout
-    instance.configure(main=sections["main"], master=sections["master"])
+    instance.configure(main=sections["main"] + main, master=sections["master"])
     if "header-checks" in sections:
         instance.files["header_checks"] = sections["header-checks"]
     instance.start()

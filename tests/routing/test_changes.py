@@ -21,6 +21,9 @@ POLICY_FORM = {
     "spamd_address": "127.0.0.1:783",
     "spamd_timeout": "5.0",
     "spamd_max_bytes": "524288",
+    "internal_domains": "[]",
+    "sender_identity": "auto",
+    "on_limit_store_failure": "deliver",
 }
 KEY = "abcdefghijklmnopqrstuvwxyz"
 HOOK_URL = "https://hooks.example.org/services/T0/B0/tok123"

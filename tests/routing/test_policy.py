@@ -189,6 +189,9 @@ def test_operator_changes_the_threshold_in_admin_and_viewer_cannot(client, opera
         "spamd_address": "127.0.0.1:783",
         "spamd_timeout": "5",
         "spamd_max_bytes": "524288",
+        "internal_domains": "[]",
+        "sender_identity": "auto",
+        "on_limit_store_failure": "deliver",
     }
     client.force_login(viewer)
     assert client.post(url, form).status_code == 403

@@ -77,5 +77,12 @@ class Command(BaseCommand):
             f"spam score:    {score}",
             f"dsn:           {', '.join(data['dsn_signals']) or 'no'}",
         ]
+        if data["limit"]:
+            limit = data["limit"]
+            lines.append(
+                f"sender limit:  {limit['name']} {limit['count']}/{limit['maximum']} "
+                f"({limit['action']}, sender {limit['sender']})"
+            )
+        lines.insert(0, f"action:        {data['action']}")
         lines += [f"problem:       {p}" for p in data["problems"]]
         self.stdout.write("\n".join(lines))

@@ -61,3 +61,13 @@ def test_the_latest_command_s_macro_wins_and_either_spelling_finds_it():
     assert macros.get("{mail_addr}") is None and macros.get("j") == "mx.test"
     macros.clear()
     assert macros.get("j") is None
+
+
+def test_every_recipient_of_a_message_is_kept_for_the_sender_limits():
+    macros = mp.Macros()
+    macros.define(b"R{rcpt_addr}\0a@x.test\0")
+    macros.define(b"R{rcpt_addr}\0b@y.test\0")
+    assert macros.recipients == ["a@x.test", "b@y.test"]
+    assert macros.get("rcpt_addr") == "b@y.test"
+    macros.end_message()
+    assert macros.recipients == []

@@ -34,7 +34,13 @@ def test_a_request_is_its_name_value_lines():
 
 def test_an_empty_sender_is_the_null_sender():
     env = envelope({"sender": "", "recipient": "r@x.test", "client_address": "192.0.2.9"})
-    assert env == {"mail_from": "", "rcpt_to": ["r@x.test"], "source": "192.0.2.9"}
+    assert env == {
+        "mail_from": "",
+        "rcpt_to": ["r@x.test"],
+        "source": "192.0.2.9",
+        "sasl_login": "",
+        "recipient_count": 0,
+    }
 
 
 def test_requests_are_read_one_at_a_time_from_a_stream():
