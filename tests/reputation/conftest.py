@@ -3,9 +3,13 @@ sweeper pointed at rbldnsd on loopback (never at a real list or resolver)."""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import pytest
+from django.apps import apps
 
 from reputation.models import Blocklist
+from routing.models import Pool
 
 TEST_LISTS = {
     "zen.test": dict(
@@ -33,7 +37,10 @@ def make_list(zone: str, **values) -> Blocklist:
 
 @pytest.fixture
 def catalogue(db, settings, rbldnsd):
-    """Only the test lists (the seeded real ones are deleted), queried through rbldnsd."""
+    """Only the test lists (the seeded real ones are deleted), queried through rbldnsd, and
+    the seeded pools (seeded again if a transactional test on this worker flushed them)."""
+    if not Pool.objects.exists():
+        import_module("routing.migrations.0002_defaults").create_defaults(apps, None)
     Blocklist.objects.all().delete()
     settings.POOLWARDEN_NAMESERVERS = [rbldnsd.nameserver]
     settings.POOLWARDEN_DNS_TIMEOUT = 0.6
