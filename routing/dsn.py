@@ -391,7 +391,7 @@ def _recipient(fields: dict[str, str], label: str, problems: list[str]) -> DSNRe
         status=status,
         diagnostic=diagnostic,
         remote_mta=_mta_name(fields.get("remote-mta", "")),
-        refined_class=_refined_class(status, diagnostic),
+        refined_class=refined_class_of(status, diagnostic),
     )
 
 
@@ -515,7 +515,7 @@ _BY_TEXT = (
 )
 
 
-def _refined_class(status: str, diagnostic: str) -> str:
+def refined_class_of(status: str, diagnostic: str = "") -> str:
     """What the failure means for the sender: unknown-user, mailbox-full, blocked (policy,
     reputation, blocklist), rate-limited, spam (content) or other. The status decides where
     it is specific (X.1.1, X.2.2), else the receiver's words, else X.7.* means blocked."""

@@ -39,7 +39,7 @@ from reputation.spikes.baseline import (
     spread_of,
     threshold_of,
 )
-from reputation.spikes.detection import thresholds_by_series
+from reputation.spikes.detection import thresholds_by_series, thresholds_of
 from routing.models import DSNCount, DSNTotal
 
 DAY = timedelta(days=1)
@@ -117,9 +117,11 @@ def dsn_volume(*, rng: TimeRange, pool: str | None = None) -> DSNVolume:
 def chart_thresholds(pool: str | None) -> Thresholds:
     """The thresholds detection uses for the series charted: all DSNs, or one pool."""
     default, overrides = thresholds_by_series()
-    if pool:
-        return overrides.get(("pool", pool), overrides.get(("pool", ""), default))
-    return overrides.get(("all", ""), default)
+    return (
+        thresholds_of(default, overrides, "pool", pool)
+        if pool
+        else thresholds_of(default, overrides, "all", "")
+    )
 
 
 def dsn_sums(*, start: datetime, end: datetime, bucket: str, pool: str | None) -> Counter:

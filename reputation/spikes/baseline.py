@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,10 +71,6 @@ class Verdict:
     def score(self) -> float:
         """How many spreads above the baseline the window is."""
         return (self.count - self.baseline) / self.spread
-
-    @property
-    def excess(self) -> float:
-        return self.count - self.baseline
 
 
 def spread_of(history: Sequence[float], days: Sequence[float] = ()) -> tuple[float, float]:
@@ -169,14 +165,6 @@ def window_starts(now: datetime, thresholds: Thresholds, the_season: Season) -> 
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - thresholds.window
     return [start] + [start - offset for offset in the_season.all_offsets]
-
-
-def judge_at(
-    total: Callable[[datetime], float], start: datetime, the_season: Season, thresholds: Thresholds
-) -> Verdict:
-    """Verdict for the window starting at `start`, `total(start)` giving a window's count."""
-    past = [total(start - offset) for offset in the_season.all_offsets]
-    return the_season.judge(int(total(start)), past, thresholds)
 
 
 # --- spike life cycle --------------------------------------------------------------------

@@ -14,26 +14,16 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from routing.dsn import refined_class_of
+
 BLOCKLIST_TEXT = re.compile(
     r"blocked using|block ?list|black ?list|\bRBL\b|DNSBL|spamhaus|spamcop|barracuda|"
     r"uceprotect|abusix|mailspike|psbl|listed (?:at|on|in|by)|poor reputation",
     re.IGNORECASE,
 )
 IP_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
-UNKNOWN_USER = re.compile(r"^5\.1\.(1|0|10)$")
 MIN_EVIDENCE = 10  # DSNs (or routed messages) of a cause's kind, at least
 MIN_BLOCKED = 5  # policy rejections naming the sending side, at least
-
-
-def refined_from_status(status: str) -> str:
-    """A refined class from the status alone, for counts written before refined classes."""
-    if UNKNOWN_USER.match(status):
-        return "unknown-user"
-    if status.startswith(("5.2.2", "4.2.2")):
-        return "mailbox-full"
-    if status.startswith(("5.7.", "4.7.")):
-        return "blocked"
-    return "other" if status else ""
 
 
 @dataclass(frozen=True)
@@ -73,12 +63,12 @@ class Evidence:
     def refined_share(self, name: str) -> float:
         if self.refined:
             return share(self.refined, lambda c: c == name)
-        return share(self.statuses, lambda s: refined_from_status(s) == name)
+        return share(self.statuses, lambda s: refined_class_of(s) == name)
 
     def refined_count(self, name: str) -> int:
         if self.refined:
             return self.refined.get(name, 0)
-        return sum(n for s, n in self.statuses.items() if refined_from_status(s) == name)
+        return sum(n for s, n in self.statuses.items() if refined_class_of(s) == name)
 
     def top(self, counter: Counter, n: int = 5) -> list[tuple[str, int]]:
         return counter.most_common(n)

@@ -40,6 +40,14 @@ def thresholds_by_series() -> tuple[Thresholds, dict[tuple[str, str], Thresholds
     return default, overrides
 
 
+def thresholds_of(
+    default: Thresholds, overrides: dict[tuple[str, str], Thresholds], dimension: str, value: str
+) -> Thresholds:
+    """A series' thresholds: its own override, else its dimension's, else the global ones."""
+    found = overrides.get((dimension, value)) or overrides.get((dimension, ""))
+    return found or default
+
+
 def season_at(now: datetime, thresholds: Thresholds, oldest: datetime | None) -> Season:
     """The season of a window ending now, given the oldest per-minute count kept."""
     start = now.replace(second=0, microsecond=0) + timedelta(minutes=1) - thresholds.window
@@ -54,12 +62,13 @@ def judge_all(now: datetime) -> tuple[dict[Key, Verdict], DetectionRun, Threshol
     oldest = oldest_minute()
     verdicts: dict[Key, Verdict] = {}
     for dimension in DIMENSIONS:
-        base = overrides.get((dimension, ""), default)
+        base = thresholds_of(default, overrides, dimension, "")
         base_season = season_at(now, base, oldest)
         run.seasons[dimension] = base_season.mode
         sums = window_sums(dimension, now, base, base_season)
         for value, counts in sums.items():
-            thresholds, the_season = overrides.get((dimension, value), base), base_season
+            thresholds = thresholds_of(default, overrides, dimension, value)
+            the_season = base_season
             if thresholds is not base:
                 the_season = season_at(now, thresholds, oldest)
                 counts = window_sums(dimension, now, thresholds, the_season).get(value, [0])

@@ -77,11 +77,11 @@ def gather(
     evidence.source_baselines = source_baselines(sources, start, end, days)
     evidence.refined.pop("", None)
     if sources:
-        evidence.routed, evidence.high_risk = routed_counts(sources[0], [(start, end)])
+        risky = set(Pool.objects.filter(kind=Pool.Kind.HIGH_RISK).values_list("name", flat=True))
+        evidence.routed, evidence.high_risk = routed_counts(sources[0], [(start, end)], risky)
         evidence.high_risk_share = evidence.high_risk / evidence.routed if evidence.routed else 0
-        evidence.high_risk_share_before = high_risk_share(
-            sources[0], previous_windows(start, end, days)
-        )
+        total, high = routed_counts(sources[0], previous_windows(start, end, days), risky)
+        evidence.high_risk_share_before = high / total if total else 0.0
     since, until = before - timedelta(days=KNOWN_DAYS), hour_floor(before)
     evidence.known_sources = frozenset(
         RoutingHourly.objects.filter(hour__gte=since, hour__lt=until, source__in=sources)
@@ -123,15 +123,9 @@ def source_baselines(sources: list[str], start, end, days: int) -> dict[str, flo
     return {source: totals.get(source, 0) / days for source in sources}
 
 
-def high_risk_share(source: str, windows: list[tuple]) -> float:
-    """Share of the source's routed mail, DSNs left out, that went through a high-risk pool."""
-    total, risky = routed_counts(source, windows)
-    return risky / total if total else 0.0
-
-
-def routed_counts(source: str, windows: list[tuple]) -> tuple[int, int]:
-    """(messages, of which high-risk) the source routed in the windows, DSNs left out."""
-    risky = set(Pool.objects.filter(kind=Pool.Kind.HIGH_RISK).values_list("name", flat=True))
+def routed_counts(source: str, windows: list[tuple], risky: set[str]) -> tuple[int, int]:
+    """(messages, of which through a `risky` pool) the source routed in the windows, DSNs
+    left out."""
     rows = (
         RoutingCount.objects.filter(in_any(windows), source=source)
         .exclude(reasons__contains="dsn")

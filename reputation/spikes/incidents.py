@@ -53,10 +53,6 @@ BROAD_ORDER = ("status", "refined_class", "pool", "status_class", "all")
 LINK = 0.25
 
 
-def keys_of(row: Mapping[str, str], dimensions: Iterable[str] = ROW_DIMENSIONS) -> list[Key]:
-    return [(d, ROW_DIMENSIONS[d](row)) for d in dimensions]
-
-
 def is_broad(key: Key) -> bool:
     return key[0] in BROAD
 

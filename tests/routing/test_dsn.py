@@ -776,9 +776,9 @@ def test_generic_status_refinement(status, diagnostic, expected):
     ],
 )
 def test_refined_class_from_status_and_diagnostic(status, diagnostic, expected):
-    from routing.dsn import _refined_class
+    from routing.dsn import refined_class_of
 
-    assert _refined_class(status, diagnostic) == expected
+    assert refined_class_of(status, diagnostic) == expected
 
 
 def test_nul_in_a_report_becomes_a_replacement_character():
