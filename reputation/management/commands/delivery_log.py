@@ -38,7 +38,13 @@ class Command(BaseCommand):
         try:
             zone = ZoneInfo(options["log_time_zone"])
         except Exception as exc:
-            raise CommandError(f"unknown time zone {options['log_time_zone']!r}") from exc
+            raise CommandError(
+                f"unknown time zone {options['log_time_zone']!r}", returncode=2
+            ) from exc
+        if options["interval"] <= 0:
+            raise CommandError(
+                f"--interval {options['interval']:g}: expected seconds above 0", returncode=2
+            )
         totals = reader.Totals()
         classifier = reader.Classifier(zone=zone)
         path = options["file"]
@@ -50,9 +56,9 @@ class Command(BaseCommand):
             else:
                 reader.read_file(path, classifier, totals)
         except FileNotFoundError as exc:
-            raise CommandError(f"{path}: no such file") from exc
+            raise CommandError(f"{path}: no such file", returncode=2) from exc
         except PermissionError as exc:
-            raise CommandError(f"{path}: not readable ({exc.strerror})") from exc
+            raise CommandError(f"{path}: not readable ({exc.strerror})", returncode=2) from exc
         except KeyboardInterrupt:
             pass
         self.report(totals)

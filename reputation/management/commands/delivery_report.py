@@ -20,7 +20,9 @@ UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 def parse_span(text: str) -> timedelta:
     match = SPAN.match(text.strip())
     if not match or int(match[1]) == 0:
-        raise CommandError(f"--since {text!r}: expected a number and m, h or d, e.g. 24h or 7d")
+        raise CommandError(
+            f"--since {text!r}: expected a number and m, h or d, e.g. 24h or 7d", returncode=2
+        )
     return timedelta(**{UNITS[match[2]]: int(match[1])})
 
 

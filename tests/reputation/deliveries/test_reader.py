@@ -100,3 +100,8 @@ def test_a_bad_span_is_one_clear_error(since):
 def test_a_missing_file_is_one_clear_error(tmp_path):
     with pytest.raises(CommandError, match="no such file"):
         call_command("delivery_log", str(tmp_path / "none.log"))
+
+
+def test_a_follow_interval_of_zero_is_one_clear_error(tmp_path):
+    with pytest.raises(CommandError, match="expected seconds above 0"):
+        call_command("delivery_log", str(tmp_path / "mail.log"), "--follow", "--interval", "0")
